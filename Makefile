@@ -1,0 +1,50 @@
+# `make demo` and `make test` do everything on a fresh machine: system
+# packages, the virtual environment, the native build.  Each step is
+# idempotent and skipped when already done.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+PYTEST_ARGS ?=
+
+NATIVE := $(wildcard native/*.c native/*.h native/build_ffi.py)
+
+.PHONY: all venv build system-deps demo test test-host test-rdma bench-rdma clean
+
+all: build
+
+$(VENV)/.deps: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip setuptools wheel
+	$(PIP) install -q 'cffi>=1.16' 'numpy>=1.24' 'pyzmq>=25' 'hdrhistogram>=0.10' \
+	    'matplotlib>=3.7' 'hypothesis>=6' 'pytest>=8' 'pytest-timeout>=2'
+	touch $@
+
+venv: $(VENV)/.deps
+
+$(VENV)/.built: $(VENV)/.deps $(NATIVE) setup.py
+	$(PIP) install -q --no-build-isolation -e .
+	touch $@
+
+build: $(VENV)/.built
+
+system-deps: $(VENV)/.deps
+	bash tools/install-system-deps.sh
+	bash tools/venv-pyverbs.sh $(VENV)
+
+demo: build
+	$(PY) -m dataplane bench pingpong --size 64
+
+test: build system-deps
+	$(MAKE) test-host
+	$(MAKE) test-rdma
+
+test-host: build
+	$(PY) -m pytest -q $(PYTEST_ARGS) tests
+
+test-rdma: build system-deps
+	bash tools/vm/run-in-vm.sh "$(PY) -m pytest -q -p no:cacheprovider tests/rdma"
+
+clean:
+	rm -rf build $(VENV) *.egg-info dataplane/_native*.so
