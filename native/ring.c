@@ -155,11 +155,12 @@ static void futex_wake(uint32_t *addr)
     syscall(SYS_futex, addr, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 }
 
-/* The store of the index must be ordered before reading the peer's sleeping
- * flag (and the waiter does the mirror image), or a wake-up can be lost. */
-static inline void wake_if_sleeping(uint32_t *sleeping, uint32_t *fx)
+/* Publishes an index.  The store must be ordered before reading the peer's
+ * sleeping flag (the waiter does the mirror image) or a wake-up can be lost;
+ * a locked exchange is that full barrier, and cheaper than store + mfence. */
+static inline void store_and_wake(uint64_t *index, uint64_t value, uint32_t *sleeping, uint32_t *fx)
 {
-    FENCE();
+    __atomic_exchange_n(index, value, __ATOMIC_SEQ_CST);
     if (UNLIKELY(LOAD_RLX(sleeping)))
         futex_wake(fx);
 }
@@ -608,8 +609,7 @@ static inline char *place(dp_ring *r, uint32_t len)
 
 static inline void publish(dp_ring *r)
 {
-    STORE_REL(&r->hdr->prod.p.head, r->head);
-    wake_if_sleeping(&r->hdr->prod.p.cons_sleeping, &r->hdr->prod.p.data_futex);
+    store_and_wake(&r->hdr->prod.p.head, r->head, &r->hdr->prod.p.cons_sleeping, &r->hdr->prod.p.data_futex);
 }
 
 static inline int producer_check(dp_ring *r)
@@ -790,8 +790,7 @@ static inline int next_record(dp_ring *r, char **ptr, uint32_t *len)
 static inline void release_to(dp_ring *r, uint64_t tail)
 {
     r->tail = tail;
-    STORE_REL(&r->hdr->cons.c.tail, tail);
-    wake_if_sleeping(&r->hdr->cons.c.prod_sleeping, &r->hdr->cons.c.space_futex);
+    store_and_wake(&r->hdr->cons.c.tail, tail, &r->hdr->cons.c.prod_sleeping, &r->hdr->cons.c.space_futex);
 }
 
 static int data_cond(dp_ring *r)
