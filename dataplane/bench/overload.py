@@ -1,0 +1,179 @@
+"""``python -m dataplane bench overload``: admission control at 2x and 5x capacity.
+
+Tenants with different SLOs (default 20 ms and 50 ms, equal weights and
+traffic) offer Poisson load at multiples of capacity to N servers with
+exponential service times.  Each load runs twice in the same invocation:
+with the control plane (deadline-aware admission + DRR + shedding at
+dequeue) and without admission control (the same bounded queues and DRR,
+nothing refused early, nothing shed), which shows the collapse.  Goodput is
+responses that met their deadline, per second.  ``--mode sim`` runs in
+virtual time (deterministic for a seed), ``live`` on worker processes that
+busy-spin for each service time, ``both`` (default) does both.
+"""
+from __future__ import annotations
+
+import argparse
+
+from dataplane.bench.scenarios import (
+    Live,
+    Outcome,
+    Tenant,
+    add_common_arguments,
+    fmt,
+    outcome_dict,
+    overhead,
+    overhead_report,
+    plot_setup,
+    rejects,
+    run as run_scenario,
+    setup_from_args,
+    table,
+    write_json,
+)
+from dataplane.control.workload import Stream
+
+
+def _floats(s: str) -> list[float]:
+    try:
+        xs = [float(x) for x in s.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {s!r}") from None
+    if not xs or any(not x > 0 for x in xs):
+        raise argparse.ArgumentTypeError(f"expected positive numbers, got {s!r}")
+    return xs
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = __doc__.splitlines()[0]
+    add_common_arguments(p, sim_duration=5.0, live_duration=3.0)
+    p.add_argument("--loads", type=_floats, default=[2.0, 5.0], metavar="X,Y",
+                   help="offered loads for the table, as multiples of capacity (default 2,5)")
+    p.add_argument("--sweep", type=_floats, default=[0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0], metavar="X,Y",
+                   help="loads plotted with --plot (simulated; live runs only --loads unless --live-sweep)")
+    p.add_argument("--live-sweep", action="store_true", help="also run the --sweep loads live (slow)")
+    p.add_argument("--scheduler", choices=("drr", "wfq"), default="drr", help="fair scheduler (default drr)")
+    p.add_argument("--slo-ms", type=_floats, default=[20.0, 50.0], metavar="A,B",
+                   help="one tenant per SLO, equal weights and traffic (default 20,50)")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 1 if a simulated check fails (live numbers depend on the machine)")
+
+
+def _tenants(args) -> list[Tenant]:
+    return [Tenant(chr(ord("a") + i), 1.0, slo / 1e3) for i, slo in enumerate(args.slo_ms)]
+
+
+def run(args) -> int:
+    setup = setup_from_args(args)
+    tenants = _tenants(args)
+    table_loads = list(args.loads)
+    sweep = sorted(set(args.sweep) | set(table_loads)) if args.plot else table_loads
+    results: list[Outcome] = []
+    live = None
+    try:
+        for mode in setup.modes:
+            if mode == "live":
+                live = Live(setup)
+                cap = live.capacity
+                print(f"live: {setup.workers} worker processes, capacity measured {cap:.0f}/s "
+                      f"(nominal {setup.nominal_capacity:.0f}/s); each load is a multiple of a fresh measurement", flush=True)
+            else:
+                cap = setup.nominal_capacity
+            loads = sweep if (mode == "sim" or args.live_sweep) else table_loads
+            for load in loads:
+                if mode == "live":
+                    cap = live.recalibrate()
+                for control in ("admission", "none"):
+                    streams = [Stream(t.name, load * cap / len(tenants), setup.service) for t in tenants]
+                    out = run_scenario(setup, mode, control, tenants, streams, capacity=cap,
+                                       scheduler=args.scheduler, admission=control == "admission",
+                                       pool=live.pool if live else None)
+                    out.facts["load"] = load
+                    results.append(out)
+                    print(f"  {mode} {control:9s} {load:g}x: goodput {out.t('*')['goodput_per_s'] / cap:.1%} "
+                          f"of capacity", flush=True)
+    finally:
+        if live is not None:
+            live.close()
+
+    print()
+    print(f"overload: {len(tenants)} tenants (SLO {', '.join(f'{t.name}={t.slo * 1e3:g} ms' for t in tenants)}), "
+          f"{setup.workers} servers, service {setup.service}, scheduler {args.scheduler}")
+    rows = []
+    for o in results:
+        if o.facts["load"] not in table_loads:
+            continue
+        tot = o.t("*")
+        p99 = " ".join(f"{t.name}:{fmt(o.t(t.name)['p99_ms'])}" for t in tenants)
+        rows.append([o.mode, o.label, f"{o.facts['load']:g}x", f"{o.capacity:.0f}", f"{tot['offered_per_s']:.0f}",
+                     f"{tot['goodput_per_s']:.0f}", f"{tot['goodput_per_s'] / o.capacity:.1%}",
+                     str(tot["completed"]), str(tot["late"]), str(tot["shed"]), p99, rejects(tot)])
+    print(table(rows, ["mode", "control", "load", "cap/s", "offered/s", "goodput/s", "of cap",
+                       "served", "late", "shed", "p99 ms by tenant", "rejected"]))
+    for o in results:
+        if o.mode == "live" and o.facts["load"] in table_loads:
+            f = o.facts
+            print(f"  live {o.label} {f['load']:g}x: sender behind schedule mean {f['sender_behind_mean_us']:.0f} µs, "
+                  f"max {f['sender_behind_max_ms']:.1f} ms; unfinished at drain {f['unfinished']}; "
+                  f"breaker trips {f['breaker_trips']}")
+
+    print()
+    failed = False
+    for o in results:
+        if o.facts["load"] not in table_loads or o.facts["load"] < 2:
+            continue
+        g = o.t("*")["goodput_per_s"] / o.capacity
+        if o.label == "admission":
+            ok_g = g >= 0.9
+            bad_p99 = [t.name for t in tenants if not o.t(t.name)["p99_ms"] <= t.slo * 1e3]
+            ok = ok_g and not bad_p99
+            failed |= (not ok) and o.mode == "sim"
+            print(f"check {o.mode} {o.facts['load']:g}x admission: goodput {g:.1%} of capacity (>= 90%: "
+                  f"{'yes' if ok_g else 'NO'}); p99 <= deadline for every tenant: "
+                  f"{'yes' if not bad_p99 else 'NO: ' + ','.join(bad_p99)}")
+        else:
+            print(f"check {o.mode} {o.facts['load']:g}x no admission: goodput {g:.1%} of capacity (collapse)")
+
+    over = []
+    if not args.no_overhead:
+        over = [overhead(scheduler=s) for s in (args.scheduler, "wfq" if args.scheduler == "drr" else "drr")]
+        print()
+        print("per-request control-plane overhead (MonotonicClock, 4 tenants, queues 64 deep):")
+        print(overhead_report(over))
+
+    if args.plot:
+        _plot(args.plot, results, setup, tenants)
+    if args.json:
+        write_json(args.json, {"bench": "overload", "setup": vars(args) | {"plot": args.plot},
+                               "results": [outcome_dict(o) for o in results], "overhead": over})
+    return 1 if (failed and args.strict) else 0
+
+
+def _plot(path: str, results: list[Outcome], setup, tenants) -> None:
+    plt = plot_setup()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    styles = {("sim", "admission"): ("C0", "-", "o"), ("sim", "none"): ("C3", "-", "o"),
+              ("live", "admission"): ("C0", ":", "s"), ("live", "none"): ("C3", ":", "s")}
+    for (mode, control), (color, ls, marker) in styles.items():
+        pts = sorted((o.facts["load"], o) for o in results if o.mode == mode and o.label == control)
+        if not pts:
+            continue
+        xs = [x for x, _ in pts]
+        label = f"{mode}, {'admission control' if control == 'admission' else 'no admission control'}"
+        ax1.plot(xs, [o.t("*")["goodput_per_s"] / o.capacity for _, o in pts], ls, color=color, marker=marker, label=label)
+        ax2.plot(xs, [o.t("*")["p99_ms"] for _, o in pts], ls, color=color, marker=marker, label=label)
+    for t in tenants:
+        ax2.axhline(t.slo * 1e3, color="grey", lw=0.8, ls="--")
+    ax1.set_xlabel("offered load (x capacity)")
+    ax1.set_ylabel("goodput (fraction of capacity)")
+    ax1.set_ylim(0, 1.1)
+    ax1.axhline(0.9, color="grey", lw=0.8, ls="--")
+    ax1.legend(fontsize=8)
+    ax1.set_title("goodput: responses within deadline")
+    ax2.set_xlabel("offered load (x capacity)")
+    ax2.set_ylabel("p99 latency of served requests (ms)")
+    ax2.set_yscale("log")
+    ax2.set_title(f"p99 latency (dashed: SLOs {', '.join(f'{t.slo * 1e3:g}' for t in tenants)} ms)")
+    fig.suptitle(f"bench overload: {setup.workers} servers, {setup.service}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"wrote {path}")

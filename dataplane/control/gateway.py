@@ -1,0 +1,433 @@
+"""The composition: rate limit → admission → fair scheduler → dispatch to
+healthy workers, with feedback from completions.
+
+The gateway does no I/O and owns no thread; a driver calls it:
+
+* ``submit(req)`` when a request arrives: it is queued or refused with
+  :class:`Rejected` (whose ``reason`` and ``retry_after`` are the backpressure);
+* ``dispatch()`` whenever a worker may be free: it returns the next request,
+  with ``req.worker`` chosen, or None.  Requests that can no longer meet their
+  deadline are shed here, never served late;
+* ``complete(req, service_time)`` when a worker finishes one: it feeds the
+  service-time estimator and the worker's circuit breaker.
+
+Shed and evicted requests are reported through ``on_drop(req, reason)``.
+:mod:`dataplane.control.vtime` drives it in virtual time and
+:mod:`dataplane.control.live` with real worker processes.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any
+
+from dataplane.clock import Clock, MonotonicClock
+from dataplane.control.admission import AdmissionController
+from dataplane.control.breaker import BreakerState, CircuitBreaker
+from dataplane.control.bucket import TokenBucket
+from dataplane.control.drr import DRRScheduler
+from dataplane.control.errors import (
+    DeadlineInPast,
+    InvalidRequest,
+    Reason,
+    Rejected,
+    UnknownTenant,
+    check_cost,
+    check_positive,
+    check_weight,
+)
+from dataplane.control.estimator import ServiceEstimator
+from dataplane.control.fifo import FIFOScheduler
+from dataplane.control.queues import ShedPolicy
+from dataplane.control.request import Request
+from dataplane.control.wfq import WFQScheduler
+
+_INF = math.inf
+_CLOSED = BreakerState.CLOSED
+
+
+class TenantStats:
+    """Counters for one tenant (also kept for the gateway as a whole)."""
+
+    __slots__ = ("submitted", "admitted", "dispatched", "completed", "failed", "shed", "evicted", "rejected")
+
+    def __init__(self) -> None:
+        self.submitted = self.admitted = self.dispatched = self.completed = self.failed = 0
+        self.shed = 0      # dropped at dequeue: could no longer meet its deadline
+        self.evicted = 0   # dropped from a full queue (drop-oldest / drop-expired)
+        self.rejected: dict[Reason, int] = {r: 0 for r in Reason}
+
+    def as_dict(self) -> dict:
+        d = {k: getattr(self, k) for k in self.__slots__ if k != "rejected"}
+        d["rejected"] = {r.value: n for r, n in self.rejected.items()}
+        return d
+
+
+class _Tenant:
+    __slots__ = ("name", "weight", "slo", "bucket", "stats", "work")
+
+    def __init__(self, name: Hashable, weight: float, slo: float, bucket: TokenBucket | None) -> None:
+        self.name = name
+        self.weight = weight
+        self.slo = slo
+        self.bucket = bucket
+        self.stats = TenantStats()
+        self.work = 0.0  # queued work: the tenant's admission account
+
+
+class _Worker:
+    __slots__ = ("name", "slots", "busy", "breaker", "dispatched", "completed")
+
+    def __init__(self, name: Hashable, slots: int, breaker: CircuitBreaker | None) -> None:
+        self.name = name
+        self.slots = slots
+        self.busy = 0
+        self.breaker = breaker
+        self.dispatched = 0
+        self.completed = 0
+
+
+def _make_scheduler(kind: str, quantum: float, capacity: int, policy: ShedPolicy | str):
+    # The gateway enforces strictness itself, so the scheduler always is strict.
+    if kind == "drr":
+        return DRRScheduler(quantum, strict=True, capacity=capacity, policy=policy)
+    if kind == "wfq":
+        return WFQScheduler(strict=True, capacity=capacity, policy=policy)
+    if kind == "fifo":
+        return FIFOScheduler(strict=True, capacity=capacity, policy=policy)
+    raise InvalidRequest(f"unknown scheduler {kind!r}; one of 'drr', 'wfq', 'fifo'")
+
+
+class Gateway:
+    """Admission, fair scheduling and dispatch over a set of workers.
+
+    ``workers``: a count or the workers' names; each runs one request at a
+    time and may hold ``slots`` dispatched requests (> 1 hides the round trip
+    to a remote worker).  ``scheduler``: "drr", "wfq" or "fifo".
+    ``admission=False`` and ``shed_expired=False`` give the uncontrolled
+    baseline (bounded queues only).  ``strict``: unknown tenants are an error;
+    otherwise they are added with the defaults.  ``breaker``: keyword
+    arguments for each worker's :class:`CircuitBreaker`, or None for none.
+    """
+
+    def __init__(
+        self,
+        workers: int | Sequence[Hashable] = 1,
+        *,
+        clock: Clock,
+        scheduler: str = "drr",
+        quantum: float = 1.0,
+        admission: bool = True,
+        shed_expired: bool = True,
+        strict: bool = True,
+        default_weight: float = 1.0,
+        default_slo: float = 0.1,
+        queue_capacity: int = 1024,
+        shed_policy: ShedPolicy | str = ShedPolicy.REJECT_NEW,
+        estimator: ServiceEstimator | None = None,
+        slots: int = 1,
+        breaker: dict[str, Any] | None = None,
+        on_drop: Callable[[Request, Reason], None] | None = None,
+    ) -> None:
+        names = list(range(workers)) if isinstance(workers, int) else list(workers)
+        if not names:
+            raise InvalidRequest("a gateway needs at least one worker")
+        if len(set(names)) != len(names):
+            raise InvalidRequest("worker names must be distinct")
+        if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
+            raise InvalidRequest(f"slots must be an int >= 1, got {slots!r}")
+        self._clock = clock
+        # MonotonicClock.now is perf_counter; calling it directly saves a
+        # Python frame on every request.
+        self._now = time.perf_counter if type(clock) is MonotonicClock else clock.now
+        self.strict = bool(strict)
+        self.default_weight = check_weight(default_weight)
+        self.default_slo = check_positive("default_slo", default_slo)
+        self._sched = _make_scheduler(scheduler, quantum, queue_capacity, shed_policy)
+        self.scheduler_kind = scheduler
+        self.estimator = estimator if estimator is not None else ServiceEstimator()
+        self.admission = AdmissionController(len(names), fair=self._sched.FAIR)
+        self.admission_enabled = bool(admission)
+        self.shed_expired = bool(shed_expired)
+        self.on_drop = on_drop
+        self._tenants: dict[Hashable, _Tenant] = {}
+        self._workers: list[_Worker] = []
+        self._by_name: dict[Hashable, _Worker] = {}
+        for name in names:
+            br = None
+            if breaker is not None:
+                br = CircuitBreaker(clock=clock, on_change=self._breaker_changed, **breaker)
+            w = _Worker(name, slots, br)
+            self._workers.append(w)
+            self._by_name[name] = w
+        self._n_closed = len(names)   # workers whose breaker is closed (or who have none)
+        # Bound methods of the data path, looked up once.
+        self._admit = self.admission.admit
+        self._dequeued = self.admission.dequeued
+        self._completed = self.admission.completed
+        self._enqueue = self._sched.enqueue
+        self._dequeue = self._sched.dequeue
+        self._est_get = self.estimator.get
+        self._observe = self.estimator.observe
+
+    # -- configuration -------------------------------------------------------
+    def add_tenant(self, tenant: Hashable, weight: float = 1.0, *, slo: float | None = None,
+                   rate: float | None = None, burst: float | None = None,
+                   capacity: int | None = None, policy: ShedPolicy | str | None = None) -> None:
+        """Register a tenant: fair-share ``weight``, default relative deadline
+        ``slo`` (seconds), optional token bucket (``rate`` cost units/s, ``burst``),
+        and its queue's ``capacity`` and shedding ``policy``."""
+        if tenant in self._tenants:
+            raise InvalidRequest(f"tenant {tenant!r} already added")
+        w = check_weight(weight)
+        s = self.default_slo if slo is None else check_positive("slo", slo)
+        bucket = TokenBucket(rate, burst, clock=self._clock) if rate is not None else None
+        self._sched.add_tenant(tenant, w, capacity=capacity, policy=policy)
+        self._tenants[tenant] = _Tenant(tenant, w, s, bucket)
+
+    def set_weight(self, tenant: Hashable, weight: float) -> None:
+        """Change a tenant's weight at run time."""
+        t = self._tenant(tenant)
+        self._sched.set_weight(tenant, weight)
+        t.weight = check_weight(weight)
+
+    def set_rate(self, tenant: Hashable, rate: float | None, burst: float | None = None) -> None:
+        """Set, change or (``rate=None``) remove a tenant's token bucket."""
+        t = self._tenant(tenant)
+        if rate is None:
+            t.bucket = None
+        elif t.bucket is None:
+            t.bucket = TokenBucket(rate, burst, clock=self._clock)
+        else:
+            t.bucket.set_rate(rate, burst)
+
+    def set_slo(self, tenant: Hashable, slo: float) -> None:
+        self._tenant(tenant).slo = check_positive("slo", slo)
+
+    def _tenant(self, tenant: Hashable) -> _Tenant:
+        t = self._tenants.get(tenant)
+        if t is None:
+            if self.strict:
+                raise UnknownTenant(f"unknown tenant {tenant!r} (strict policy: add_tenant first)")
+            self.add_tenant(tenant, self.default_weight)
+            t = self._tenants[tenant]
+        return t
+
+    # -- data path -------------------------------------------------------------
+    def submit(self, req: Request) -> None:
+        """Queue ``req`` or raise :class:`Rejected` (or :class:`InvalidRequest`)."""
+        t = self._tenants.get(req.tenant)
+        if t is None:
+            t = self._tenant(req.tenant)
+        now = self._now()
+        st = t.stats
+        st.submitted += 1
+        c = req.cost
+        try:
+            ok = 0.0 <= c < _INF  # False for NaN
+        except TypeError:
+            ok = False
+        if not ok:
+            check_cost(c)
+        d = req.deadline
+        if d is None:
+            if req.arrival is None:
+                req.arrival = now
+            d = req.deadline = req.arrival + t.slo
+        elif req.arrival is None:
+            req.arrival = now
+        try:
+            ok = d > now
+        except TypeError:
+            ok = False
+        if not ok:
+            self._bad_deadline(d, now, st)
+        if t.bucket is not None and not t.bucket.try_take(c, now):
+            self._rate_limited(t, c, now)
+        if not self._n_closed and not self._any_probe_due(now):
+            self._reject(st, Rejected(Reason.CIRCUIT_OPEN, "every worker's circuit breaker is open",
+                                      retry_after=min(w.breaker.retry_after(now) for w in self._workers)))
+        klass = req.klass
+        e = self._est_get(req.tenant if klass is None else klass)
+        est = req.est = e.mean
+        upper = req.upper = e.upper
+        if self.admission_enabled:
+            try:
+                self._admit(t, est, upper, d, now, t.weight, self._sched.active_weight)
+            except Rejected as exc:
+                self._reject(st, exc)
+        else:
+            self.admission.account_queued(t, est)
+        try:
+            dropped = self._enqueue(req, now)
+        except Rejected as exc:  # the tenant's queue is full: backpressure
+            self.admission.dropped(t, est)
+            self._reject(st, exc)
+        st.admitted += 1
+        if dropped:
+            for old in dropped:
+                self._drop(old, Reason.DEADLINE if old.deadline <= now else Reason.OVERLOADED, evicted=True)
+
+    def dispatch(self) -> Request | None:
+        """The next request to run, with ``req.worker`` set; None if no
+        request is queued or no healthy worker has a free slot."""
+        sched = self._sched
+        if not sched:
+            return None
+        now = self._now()
+        w = self._pick(now)
+        if w is None:
+            return None
+        dequeue = self._dequeue
+        dequeued = self._dequeued
+        tenants = self._tenants
+        shed = self.shed_expired
+        while True:
+            req = dequeue()
+            if req is None:
+                if w.breaker is not None and w.breaker.state is not _CLOSED:
+                    w.breaker.release_probe()  # the reserved probe found nothing to carry
+                return None
+            if shed and now + req.upper > req.deadline:
+                self._drop(req, Reason.DEADLINE, evicted=False)
+                continue
+            t = tenants[req.tenant]
+            dequeued(t, req.est)
+            w.busy += 1
+            w.dispatched += 1
+            req.worker = w.name
+            req.started = now
+            t.stats.dispatched += 1
+            return req
+
+    def complete(self, req: Request, service_time: float, *, ok: bool = True, latency: float | None = None) -> None:
+        """Feedback for a dispatched request: its measured ``service_time``
+        (seconds; trains the estimate), whether it succeeded, and the latency
+        its worker showed (for the breaker; default ``service_time``)."""
+        w = self._by_name.get(req.worker)
+        if w is None:
+            raise InvalidRequest(f"{req!r} is not in flight from this gateway")
+        req.worker = None
+        w.busy -= 1
+        w.completed += 1
+        self._completed(req.est)
+        st = self._tenants[req.tenant].stats
+        if ok:
+            st.completed += 1
+            klass = req.klass
+            self._observe(req.tenant if klass is None else klass, service_time)
+        else:
+            st.failed += 1
+        br = w.breaker
+        if br is not None:
+            br.record(service_time if latency is None else latency, ok, self._now())
+
+    # -- internals -------------------------------------------------------------
+    def _pick(self, now: float) -> _Worker | None:
+        if self._n_closed < len(self._workers):
+            # A worker due for a probe gets one, or it could never recover.
+            for w in self._workers:
+                br = w.breaker
+                if br.state is not _CLOSED and w.busy < w.slots and br.can_probe(now) and br.allow(now):
+                    return w
+        best = None
+        least = 1 << 30
+        for w in self._workers:
+            b = w.busy
+            if b < least and b < w.slots and (w.breaker is None or w.breaker.state is _CLOSED):
+                best, least = w, b
+                if b == 0:
+                    break
+        return best
+
+    def _any_probe_due(self, now: float) -> bool:
+        return any(w.breaker.can_probe(now) for w in self._workers)
+
+    def _breaker_changed(self, br: CircuitBreaker, old: BreakerState, new: BreakerState) -> None:
+        if old is _CLOSED:
+            self._n_closed -= 1
+        elif new is _CLOSED:
+            self._n_closed += 1
+        # Admission plans with the healthy capacity; a probing worker counts
+        # for one server only when nothing else is left.
+        self.admission.servers = max(1, self._n_closed)
+
+    def _rate_limited(self, t: _Tenant, c: float, now: float) -> None:
+        b = t.bucket
+        self._reject(t.stats, Rejected(Reason.RATE_LIMITED, f"tenant {t.name!r} is over its rate of {b.rate:g}/s",
+                                       retry_after=b.retry_after(c, now) if c <= b.burst else None))
+
+    def _bad_deadline(self, d: Any, now: float, st: TenantStats) -> None:
+        if not isinstance(d, (int, float)) or d != d:
+            raise InvalidRequest(f"deadline must be a number (absolute, clock seconds), got {d!r}")
+        st.rejected[Reason.DEADLINE] += 1
+        raise DeadlineInPast(f"deadline {d!r} is {(now - d) * 1e3:.3g} ms in the past (now {now!r})")
+
+    @staticmethod
+    def _reject(st: TenantStats, exc: Rejected) -> None:
+        st.rejected[exc.reason] += 1
+        raise exc
+
+    def _drop(self, req: Request, reason: Reason, *, evicted: bool) -> None:
+        t = self._tenants[req.tenant]
+        self.admission.dropped(t, req.est)
+        st = t.stats
+        if evicted:
+            st.evicted += 1
+        else:
+            st.shed += 1
+        if self.on_drop is not None:
+            self.on_drop(req, reason)
+
+    # -- introspection ---------------------------------------------------------
+    @property
+    def scheduler(self):
+        return self._sched
+
+    @property
+    def pending(self) -> int:
+        """Requests queued, not yet dispatched."""
+        return len(self._sched)
+
+    @property
+    def inflight(self) -> int:
+        """Requests dispatched, not yet completed."""
+        return sum(w.busy for w in self._workers)
+
+    @property
+    def workers(self) -> list:
+        return [w.name for w in self._workers]
+
+    @property
+    def healthy_workers(self) -> list:
+        return [w.name for w in self._workers if w.breaker is None or w.breaker.state is _CLOSED]
+
+    def breaker(self, worker: Hashable) -> CircuitBreaker | None:
+        return self._by_name[worker].breaker
+
+    def tenant_stats(self, tenant: Hashable) -> TenantStats:
+        return self._tenant(tenant).stats
+
+    def totals(self) -> TenantStats:
+        """Counters summed over all tenants."""
+        tot = TenantStats()
+        for t in self._tenants.values():
+            st = t.stats
+            for k in TenantStats.__slots__:
+                if k == "rejected":
+                    for r, n in st.rejected.items():
+                        tot.rejected[r] += n
+                else:
+                    setattr(tot, k, getattr(tot, k) + getattr(st, k))
+        return tot
+
+    @property
+    def tenants(self) -> list:
+        return list(self._tenants)
+
+    def weight(self, tenant: Hashable) -> float:
+        return self._tenant(tenant).weight
+
+    def slo(self, tenant: Hashable) -> float:
+        return self._tenant(tenant).slo

@@ -1,0 +1,254 @@
+"""The live driver: the same gateway, on the monotonic clock, feeding real
+worker processes that busy-spin for each request's service time.
+
+The parent process runs the gateway and an open-loop sender: every request
+is submitted at its scheduled time (or as soon after as the parent gets
+there) and its latency is measured from that *scheduled* time, so a parent
+that falls behind shows up as latency instead of silently sending less
+(no coordinated omission).  Workers talk to the parent over
+``multiprocessing`` pipes; the project's shared-memory rings can replace them
+without touching the gateway.
+"""
+from __future__ import annotations
+
+import math
+import multiprocessing as mp
+import os
+import select
+import struct
+import time
+from collections.abc import Sequence
+
+from dataplane.control.errors import Rejected
+from dataplane.control.gateway import Gateway
+from dataplane.control.recorder import Recorder
+from dataplane.control.request import Request
+from dataplane.control.workload import Arrival, Service
+
+_REQ = struct.Struct("<qd")    # request id, service seconds
+_REP = struct.Struct("<qdd")   # request id, start, end (perf_counter, shared by all processes on Linux)
+_next_id = 1
+
+
+def _worker_main(conn, slow: float) -> None:
+    """Busy-spin for each request's service time, times ``slow``."""
+    perf = time.perf_counter
+    unpack, pack = _REQ.unpack, _REP.pack
+    recv, send = conn.recv_bytes, conn.send_bytes
+    try:
+        while True:
+            msg = recv()
+            if not msg:
+                return
+            rid, service = unpack(msg)
+            t0 = perf()
+            end = t0 + service * slow
+            while perf() < end:
+                pass
+            send(pack(rid, t0, perf()))
+    except (EOFError, OSError, KeyboardInterrupt):
+        return
+
+
+class WorkerPool:
+    """``n`` worker processes, each behind a duplex pipe.  A context manager."""
+
+    def __init__(self, n: int = 2, *, slow: Sequence[float] | None = None) -> None:
+        if n < 1:
+            raise ValueError("a pool needs at least one worker")
+        self.n = n
+        ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+        self.conns = []
+        self.procs = []
+        for i in range(n):
+            parent, child = ctx.Pipe(duplex=True)
+            p = ctx.Process(target=_worker_main, args=(child, (slow[i] if slow else 1.0)),
+                            name=f"dataplane-worker-{i}", daemon=True)
+            p.start()
+            child.close()
+            self.conns.append(parent)
+            self.procs.append(p)
+        self.fds = [c.fileno() for c in self.conns]
+
+    def close(self) -> None:
+        for c in self.conns:
+            try:
+                c.send_bytes(b"")
+            except OSError:
+                pass
+        deadline = time.monotonic() + 2.0
+        for p in self.procs:
+            p.join(max(0.0, deadline - time.monotonic()))
+            if p.is_alive():
+                p.terminate()
+                p.join(1.0)
+        for c in self.conns:
+            c.close()
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def run_live(
+    gateway: Gateway,
+    schedule: Sequence[Arrival],
+    pool: WorkerPool,
+    *,
+    recorder: Recorder | None = None,
+    lead: float = 0.05,
+    drain: float = 2.0,
+) -> tuple[Recorder, dict]:
+    """Serve ``schedule`` through ``gateway`` on ``pool``'s workers, in real time.
+
+    The gateway's workers must be named 0..n-1 (its ``Gateway(n, ...)``
+    default) and its clock must be the monotonic one.  Returns the recorder
+    and run facts: how late the sender ran, the wall time, what was left
+    unfinished after ``drain`` seconds.
+    """
+    rec = recorder if recorder is not None else Recorder()
+    perf = time.perf_counter
+    conns = pool.conns
+    send = [c.send_bytes for c in conns]
+    recvs = {fd: c.recv_bytes for fd, c in zip(pool.fds, conns)}
+    fds = pool.fds
+    pack, unpack = _REQ.pack, _REP.unpack
+    inflight: dict[int, Request] = {}
+    last_end = [0.0] * len(conns)
+    counted = rec.counts
+
+    def dropped(req: Request, reason) -> None:
+        if counted(req.payload[1]):
+            rec.shed(req.tenant)
+
+    gateway.on_drop = dropped
+    n = len(schedule)
+    global _next_id
+    base = _next_id  # ids never repeat across runs on one pool
+    _next_id += n
+    start = perf() + lead
+    i = 0
+    max_behind = 0.0
+    sum_behind = 0.0
+    dispatch = gateway.dispatch
+    submit = gateway.submit
+    complete = gateway.complete
+    end_by = math.inf
+    while True:
+        now = perf()
+        # Open loop: everything whose time has come is sent now, however late.
+        while i < n:
+            a = schedule[i]
+            t_s = start + a.t
+            if t_s > now:
+                break
+            i += 1
+            behind = now - t_s
+            sum_behind += behind
+            if behind > max_behind:
+                max_behind = behind
+            req = Request(a.tenant, a.cost, None if a.deadline is None else t_s + a.deadline,
+                          payload=(a.service, a.t, base + i - 1), arrival=t_s)
+            c = counted(a.t)
+            if c:
+                rec.offered(a.tenant)
+            try:
+                submit(req)
+            except Rejected as exc:
+                if c:
+                    rec.rejected(a.tenant, exc.reason)
+            else:
+                if c:
+                    rec.admitted(a.tenant)
+        while True:
+            r = dispatch()
+            if r is None:
+                break
+            rid = r.payload[2]
+            inflight[rid] = r
+            send[r.worker](pack(rid, r.payload[0]))
+        if i >= n:
+            if not inflight and not gateway.pending:
+                break
+            if end_by == math.inf:
+                end_by = perf() + drain
+            elif perf() > end_by:
+                break
+            timeout = 0.05
+        else:
+            timeout = start + schedule[i].t - perf()
+        if timeout > 0.0 or inflight:
+            ready, _, _ = select.select(fds, (), (), timeout if timeout > 0.0 else 0.0)
+            if ready:
+                t_done = perf()
+                for fd in ready:
+                    rid, t0, t1 = unpack(recvs[fd]())
+                    r = inflight.pop(rid, None)
+                    if r is None:  # a straggler from an earlier run
+                        continue
+                    # The worker was occupied by this request from when it
+                    # finished the previous one (if this was already waiting
+                    # in its pipe) or from dispatch: that, not the spin alone,
+                    # is the service rate admission must plan with.
+                    w = r.worker
+                    prev = last_end[w]
+                    begin = prev if prev > r.started else r.started
+                    last_end[w] = t1
+                    complete(r, t1 - begin, latency=t1 - t0)
+                    rec.served(r.tenant, t_done - start, r.cost)
+                    if counted(r.payload[1]):
+                        rec.completed(r.tenant, t_done - r.arrival, t_done <= r.deadline, r.cost)
+    wall = perf() - start
+    unfinished = len(inflight) + gateway.pending
+    # Leave the pipes empty for the next run: collect what is still running.
+    quiet_by = perf() + 5.0
+    while inflight and perf() < quiet_by:
+        ready, _, _ = select.select(fds, (), (), 0.1)
+        for fd in ready:
+            rid, _, _ = unpack(recvs[fd]())
+            inflight.pop(rid, None)
+    facts = {
+        "wall_s": wall,
+        "sender_behind_max_ms": max_behind * 1e3,
+        "sender_behind_mean_us": (sum_behind / n * 1e6) if n else 0.0,
+        "unfinished": unfinished,
+    }
+    return rec, facts
+
+
+def calibrate(pool: WorkerPool, service: Service, seconds: float = 1.0, slots: int = 2, seed: int = 7) -> float:
+    """Measured capacity (requests/s) of ``pool`` for ``service``: every
+    worker kept ``slots`` deep for ``seconds``, closed loop, no gateway."""
+    import random
+
+    rng = random.Random(seed)
+    perf = time.perf_counter
+    pack, unpack = _REQ.pack, _REP.unpack
+    outstanding = {fd: 0 for fd in pool.fds}
+    conn_of = dict(zip(pool.fds, pool.conns))
+    done = 0
+    t_start = perf()
+    t_end = t_start + seconds
+    for fd in pool.fds:
+        for _ in range(slots):
+            conn_of[fd].send_bytes(pack(0, service.draw(rng)))
+            outstanding[fd] += 1
+    while True:
+        ready, _, _ = select.select(pool.fds, (), (), 0.1)
+        now = perf()
+        for fd in ready:
+            unpack(conn_of[fd].recv_bytes())
+            outstanding[fd] -= 1
+            if now < t_end:
+                done += 1
+                conn_of[fd].send_bytes(pack(0, service.draw(rng)))
+                outstanding[fd] += 1
+        if now >= t_end and not any(outstanding.values()):
+            break
+    return done / seconds
+
+
+def cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
