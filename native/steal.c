@@ -14,8 +14,10 @@
  * and moves EMPTY(p) -> FULL(p) -> CLAIMED(p,w) -> EMPTY(p + slots).
  * Exactly-once follows from the middle step being a CAS on a value that
  * names the position: of all the consumers that saw FULL(p), one CAS wins,
- * and since positions never repeat (48 bits of them) no stale observer can
- * succeed later (no ABA).  The shared head index is only a hint that lets
+ * and a consumer holding a stale FULL(p) cannot succeed later, because the
+ * slot's next FULL names p + slots (no ABA; positions are kept modulo 2^48
+ * and compared by signed distance, so a stale observer would have to sleep
+ * through 2^48 requests on that one queue).  The shared head index is only a hint that lets
  * consumers find the next position fast; anyone who sees the slot at head
  * already claimed or recycled moves head on, so a consumer that dies (or is
  * preempted) between its claim and its head update blocks nobody.
@@ -590,14 +592,12 @@ static int try_queue(dp_steal *s, uint32_t q, uint32_t me, dp_steal_item *out)
                     out->queue = q;
                     out->offset = (uint64_t)((char *)sl + SLOT_HDR - s->base);
                     out->stolen = q != me;
-                    if (UNLIKELY(out->len > s->max_req))
-                        return DP_ECORRUPT;
-                    s->held = 1;
+                    s->held = 1; /* even if corrupt: the caller can still release it */
                     s->held_q = q;
                     s->held_pos = h;
                     s->held_id = out->id;
                     s->held_owner = me;
-                    return 1;
+                    return UNLIKELY(out->len > s->max_req) ? DP_ECORRUPT : 1;
                 }
                 continue; /* another consumer won it */
             }

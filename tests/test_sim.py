@@ -87,9 +87,9 @@ def test_stealing_mean_matches_mmn(cores: int, load: float) -> None:
 
 @pytest.mark.parametrize("policy", POLICIES)
 def test_throughput_and_littles_law(policy: str) -> None:
-    config = SimConfig(policy, 8, 0.8, "bimodal-90", S, 200_000, seed=3, steal_cost_us=0.5)
+    config = SimConfig(policy, 8, 0.8, "bimodal-90", S, 100_000, seed=3, steal_cost_us=0.5)
     w, tr = simulate_trace(config)
-    r = simulate(policy, 8, 0.8, "bimodal-90", S, 200_000, seed=3, steal_cost_us=0.5)
+    r = simulate(policy, 8, 0.8, "bimodal-90", S, 100_000, seed=3, steal_cost_us=0.5)
     lam_rps = config.arrival_rate_per_us * 1e6
     assert rel(r.throughput_rps, lam_rps) < 0.01
     assert not r.unstable
@@ -150,7 +150,7 @@ def test_jbsq1_is_central(service: str) -> None:
 
 
 def test_deeper_jbsq_and_steal_cost_hurt_the_tail() -> None:
-    kw = dict(cores=16, load=0.8, service="bimodal-90", mean_us=S, requests=200_000, seed=4)
+    kw = dict(cores=16, load=0.8, service="bimodal-90", mean_us=S, requests=100_000, seed=4)
     assert simulate("jbsq", jbsq_depth=4, **kw).p99_us > simulate("jbsq", jbsq_depth=1, **kw).p99_us
     assert simulate("stealing", steal_cost_us=2.0, **kw).p99_us > simulate("stealing", steal_cost_us=0.0, **kw).p99_us
 

@@ -1,6 +1,6 @@
 """``python -m dataplane bench fairness``: noisy neighbour and weighted shares.
 
-* noisy neighbour: tenant A offers 80% of its fair share, tenant B ten times
+* noisy neighbour: tenant A offers half its fair share, tenant B ten times
   its share.  A's p99 and throughput are compared with A running alone, under
   DRR, WFQ and (for contrast) one shared FIFO.
 * weights 1:2:4, every tenant backlogged: served shares against 1/7, 2/7, 4/7.
@@ -39,13 +39,13 @@ SCHEDULERS = ("drr", "wfq", "fifo")
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = __doc__.splitlines()[0]
-    add_common_arguments(p, sim_duration=5.0, live_duration=3.0)
+    add_common_arguments(p, sim_duration=3.0, live_duration=3.0)
     p.add_argument("--scenario", choices=("noisy", "weights", "equal", "all"), default="all",
                    help="which scenario to run (default all)")
     p.add_argument("--noisy-factor", type=float, default=10.0,
                    help="B's offered load as a multiple of its share (default 10)")
-    p.add_argument("--a-share", type=float, default=0.8,
-                   help="A's offered load as a fraction of its share (default 0.8)")
+    p.add_argument("--a-share", type=float, default=0.5,
+                   help="A's offered load as a fraction of its share (default 0.5)")
     p.add_argument("--slo-ms", type=float, default=20.0, help="every tenant's SLO in ms (default 20)")
     p.add_argument("--sweep", type=lambda s: [float(x) for x in s.split(",")], default=[0.0, 0.5, 1, 2, 5, 10],
                    metavar="X,Y", help="B's load (x its share) plotted with --plot, simulated (default 0,0.5,1,2,5,10)")
@@ -53,7 +53,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _capacity(mode: str, setup, live: Live | None) -> float:
-    return setup.nominal_capacity if mode == "sim" else live.recalibrate()
+    return setup.nominal_capacity(mode) if mode == "sim" else live.capacity
 
 
 def run(args) -> int:
@@ -70,9 +70,8 @@ def run(args) -> int:
             if mode == "live":
                 live = Live(setup)
                 print(f"live: {setup.workers} worker processes, capacity measured {live.capacity:.0f}/s "
-                      f"(nominal {setup.nominal_capacity:.0f}/s); every scenario is scaled to a fresh measurement",
+                      f"(nominal {setup.nominal_capacity(mode):.0f}/s); each scenario is scaled to the latest measurement",
                       flush=True)
-            pool = live.pool if live else None
             if "noisy" in want:
                 ab = [Tenant("A", 1.0, slo), Tenant("B", 1.0, slo)]
                 cap = _capacity(mode, setup, live)
@@ -80,7 +79,7 @@ def run(args) -> int:
                 a = Stream("A", args.a_share * share, setup.service)
                 for label, sched, b_factor in [("A alone", "drr", 0.0)] + [(f"A+B {s}", s, args.noisy_factor) for s in SCHEDULERS]:
                     streams = [a] + ([Stream("B", b_factor * share, setup.service)] if b_factor else [])
-                    o = run_scenario(setup, mode, label, ab, streams, capacity=cap, scheduler=sched, pool=pool)
+                    o = run_scenario(setup, mode, label, ab, streams, capacity=cap, scheduler=sched, live=live)
                     o.facts.update(scheduler=sched, b_factor=b_factor)
                     noisy.append(o)
                     print(f"  {mode} noisy {label}: A p99 {fmt(o.t('A')['p99_ms'])} ms", flush=True)
@@ -96,7 +95,7 @@ def run(args) -> int:
                 cap = _capacity(mode, setup, live)
                 for sched in SCHEDULERS:
                     streams = [Stream(t.name, cap, setup.service) for t in ts]  # each alone would saturate
-                    o = run_scenario(setup, mode, sched, ts, streams, capacity=cap, scheduler=sched, pool=pool)
+                    o = run_scenario(setup, mode, sched, ts, streams, capacity=cap, scheduler=sched, live=live)
                     o.facts.update(scheduler=sched)
                     weights.append(o)
                     print(f"  {mode} weights {sched} done", flush=True)
@@ -105,7 +104,7 @@ def run(args) -> int:
                 cap = _capacity(mode, setup, live)
                 for sched in SCHEDULERS:
                     streams = [Stream(t.name, (i + 1) * 2 * cap / 4, setup.service) for i, t in enumerate(ts)]
-                    o = run_scenario(setup, mode, sched, ts, streams, capacity=cap, scheduler=sched, pool=pool)
+                    o = run_scenario(setup, mode, sched, ts, streams, capacity=cap, scheduler=sched, live=live)
                     o.facts.update(scheduler=sched)
                     equal.append(o)
                     print(f"  {mode} equal {sched} done", flush=True)
@@ -115,8 +114,8 @@ def run(args) -> int:
 
     failed = False
     print()
-    print(f"fairness: {setup.workers} servers, service {setup.service}, SLO {args.slo_ms:g} ms, "
-          f"admission control on")
+    print(f"fairness: service {setup.service}, SLO {args.slo_ms:g} ms, admission control on; "
+          f"{setup.servers} simulated servers, {setup.workers} live workers")
     if noisy:
         print()
         print(f"noisy neighbour: A offers {args.a_share:g}x its share, B {args.noisy_factor:g}x its share (weights 1:1)")
@@ -236,7 +235,7 @@ def _plot(path: str, sweep: list[Outcome], noisy: list[Outcome], setup, args) ->
     ax2.set_yscale("log")
     ax2.axhline(args.slo_ms, color="grey", lw=0.8, ls="--")
     ax2.set_title(f"A's p99 (dashed: SLO {args.slo_ms:g} ms)")
-    fig.suptitle(f"bench fairness, noisy neighbour: {setup.workers} servers, {setup.service}")
+    fig.suptitle(f"bench fairness, noisy neighbour: {setup.service}; sim {setup.servers} servers")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     print(f"wrote {path}")

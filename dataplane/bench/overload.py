@@ -45,7 +45,7 @@ def _floats(s: str) -> list[float]:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = __doc__.splitlines()[0]
-    add_common_arguments(p, sim_duration=5.0, live_duration=3.0)
+    add_common_arguments(p, sim_duration=3.0, live_duration=3.0)
     p.add_argument("--loads", type=_floats, default=[2.0, 5.0], metavar="X,Y",
                    help="offered loads for the table, as multiples of capacity (default 2,5)")
     p.add_argument("--sweep", type=_floats, default=[0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0], metavar="X,Y",
@@ -75,18 +75,20 @@ def run(args) -> int:
                 live = Live(setup)
                 cap = live.capacity
                 print(f"live: {setup.workers} worker processes, capacity measured {cap:.0f}/s "
-                      f"(nominal {setup.nominal_capacity:.0f}/s); each load is a multiple of a fresh measurement", flush=True)
+                      f"(nominal {setup.nominal_capacity(mode):.0f}/s); each run is scaled to the latest measurement "
+                      f"and judged against the mean of that and one taken right after it",
+                      flush=True)
             else:
-                cap = setup.nominal_capacity
+                cap = setup.nominal_capacity(mode)
             loads = sweep if (mode == "sim" or args.live_sweep) else table_loads
             for load in loads:
-                if mode == "live":
-                    cap = live.recalibrate()
                 for control in ("admission", "none"):
                     streams = [Stream(t.name, load * cap / len(tenants), setup.service) for t in tenants]
+                    if mode == "live":
+                        cap = live.capacity  # the latest measurement
+                        streams = [Stream(t.name, load * cap / len(tenants), setup.service) for t in tenants]
                     out = run_scenario(setup, mode, control, tenants, streams, capacity=cap,
-                                       scheduler=args.scheduler, admission=control == "admission",
-                                       pool=live.pool if live else None)
+                                       scheduler=args.scheduler, admission=control == "admission", live=live)
                     out.facts["load"] = load
                     results.append(out)
                     print(f"  {mode} {control:9s} {load:g}x: goodput {out.t('*')['goodput_per_s'] / cap:.1%} "
@@ -97,7 +99,8 @@ def run(args) -> int:
 
     print()
     print(f"overload: {len(tenants)} tenants (SLO {', '.join(f'{t.name}={t.slo * 1e3:g} ms' for t in tenants)}), "
-          f"{setup.workers} servers, service {setup.service}, scheduler {args.scheduler}")
+          f"service {setup.service}, scheduler {args.scheduler}; {setup.servers} simulated servers, "
+          f"{setup.workers} live workers")
     rows = []
     for o in results:
         if o.facts["load"] not in table_loads:
@@ -112,7 +115,8 @@ def run(args) -> int:
     for o in results:
         if o.mode == "live" and o.facts["load"] in table_loads:
             f = o.facts
-            print(f"  live {o.label} {f['load']:g}x: sender behind schedule mean {f['sender_behind_mean_us']:.0f} µs, "
+            print(f"  live {o.label} {f['load']:g}x: capacity {f['capacity_before']:.0f}/s before, "
+                  f"{f['capacity_after']:.0f}/s after; sender behind schedule mean {f['sender_behind_mean_us']:.0f} µs, "
                   f"max {f['sender_behind_max_ms']:.1f} ms; unfinished at drain {f['unfinished']}; "
                   f"breaker trips {f['breaker_trips']}")
 
@@ -165,7 +169,8 @@ def _plot(path: str, results: list[Outcome], setup, tenants) -> None:
         ax2.axhline(t.slo * 1e3, color="grey", lw=0.8, ls="--")
     ax1.set_xlabel("offered load (x capacity)")
     ax1.set_ylabel("goodput (fraction of capacity)")
-    ax1.set_ylim(0, 1.1)
+    top = max([o.t("*")["goodput_per_s"] / o.capacity for o in results] + [1.0])
+    ax1.set_ylim(0, top + 0.1)
     ax1.axhline(0.9, color="grey", lw=0.8, ls="--")
     ax1.legend(fontsize=8)
     ax1.set_title("goodput: responses within deadline")
@@ -173,7 +178,7 @@ def _plot(path: str, results: list[Outcome], setup, tenants) -> None:
     ax2.set_ylabel("p99 latency of served requests (ms)")
     ax2.set_yscale("log")
     ax2.set_title(f"p99 latency (dashed: SLOs {', '.join(f'{t.slo * 1e3:g}' for t in tenants)} ms)")
-    fig.suptitle(f"bench overload: {setup.workers} servers, {setup.service}")
+    fig.suptitle(f"bench overload: {setup.service}; sim {setup.servers} servers, live {setup.workers} workers")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     print(f"wrote {path}")

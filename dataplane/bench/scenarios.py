@@ -29,8 +29,12 @@ def add_common_arguments(p: argparse.ArgumentParser, *, sim_duration: float, liv
     p.add_argument("--live-duration", type=float, default=live_duration, metavar="S",
                    help=f"wall seconds per live scenario (default {live_duration:g})")
     p.add_argument("--seed", type=int, default=1, help="arrival and service-time seed (default 1)")
+    p.add_argument("--servers", type=int, default=8, help="simulated servers (default 8)")
     p.add_argument("--workers", type=int, default=2,
-                   help="servers: simulated servers and live worker processes (default 2)")
+                   help="live worker processes (default 2: this project's CI machine has 2 cores)")
+    p.add_argument("--slots", type=int, default=1,
+                   help="requests in flight per live worker (default 1: a second one would wait behind the "
+                        "first in the worker's pipe, hurting a light tenant; 2 hides the round trip)")
     p.add_argument("--service", choices=Service.KINDS, default="exp", help="service-time law (default exp)")
     p.add_argument("--service-ms", type=float, default=1.0, help="mean service time in ms (default 1)")
     p.add_argument("--breaker-ms", type=float, default=10.0,
@@ -44,26 +48,31 @@ def add_common_arguments(p: argparse.ArgumentParser, *, sim_duration: float, liv
 @dataclass
 class Setup:
     modes: tuple[str, ...]
-    workers: int
+    servers: int      # simulated
+    workers: int      # live
     service: Service
     seed: int
     duration: float
     live_duration: float
     breaker_ms: float
+    slots: int = 1
 
-    @property
-    def nominal_capacity(self) -> float:
-        return self.workers / self.service.mean
+    def n(self, mode: str) -> int:
+        """Servers in ``mode``."""
+        return self.servers if mode == "sim" else self.workers
+
+    def nominal_capacity(self, mode: str) -> float:
+        return self.n(mode) / self.service.mean
 
 
 def setup_from_args(args: argparse.Namespace) -> Setup:
-    if args.workers < 1:
-        raise SystemExit("--workers must be >= 1")
+    if args.workers < 1 or args.servers < 1 or args.slots < 1:
+        raise SystemExit("--servers, --workers and --slots must be >= 1")
     if not (args.duration > 0 and args.live_duration > 0 and args.service_ms > 0):
         raise SystemExit("--duration, --live-duration and --service-ms must be > 0")
     modes = ("sim", "live") if args.mode == "both" else (args.mode,)
-    return Setup(modes, args.workers, Service(args.service, args.service_ms / 1e3), args.seed,
-                 args.duration, args.live_duration, args.breaker_ms)
+    return Setup(modes, args.servers, args.workers, Service(args.service, args.service_ms / 1e3), args.seed,
+                 args.duration, args.live_duration, args.breaker_ms, args.slots)
 
 
 # -- one scenario ----------------------------------------------------------------
@@ -110,12 +119,12 @@ def summarize(r: TenantRecord, window: float, slo: float | None) -> dict:
     }
 
 
-def make_gateway(clock, setup: Setup, tenants: Sequence[Tenant], *, scheduler: str = "drr",
+def make_gateway(clock, setup: Setup, mode: str, tenants: Sequence[Tenant], *, scheduler: str = "drr",
                  admission: bool = True, slots: int = 1) -> Gateway:
     """The gateway every scenario uses; ``admission=False`` is the
     uncontrolled baseline (same bounded queues, no admission, no shedding)."""
     gw = Gateway(
-        setup.workers, clock=clock, scheduler=scheduler, admission=admission, shed_expired=admission,
+        setup.n(mode), clock=clock, scheduler=scheduler, admission=admission, shed_expired=admission,
         slots=slots, estimator=ServiceEstimator(setup.service.mean, 5 * setup.service.mean),
         breaker={"p99_threshold": setup.breaker_ms / 1e3, "window": 1.0},
     )
@@ -126,8 +135,13 @@ def make_gateway(clock, setup: Setup, tenants: Sequence[Tenant], *, scheduler: s
 
 def run(setup: Setup, mode: str, label: str, tenants: Sequence[Tenant], streams: Sequence[Stream], *,
         capacity: float, scheduler: str = "drr", admission: bool = True, warmup_frac: float = 0.1,
-        pool=None) -> Outcome:
-    """Run one scenario (``streams`` at absolute rates) in ``mode``."""
+        pool=None, live: "Live | None" = None) -> Outcome:
+    """Run one scenario (``streams`` at absolute rates) in ``mode``.
+
+    Live, ``capacity`` is the measurement the rates were scaled to; the pool is
+    measured again right after the run, and the outcome's capacity is the mean
+    of the two (both are kept in ``facts``): on a shared machine it drifts.
+    """
     duration = setup.duration if mode == "sim" else setup.live_duration
     sched = arrivals(list(streams), duration, seed=setup.seed)
     t0 = duration * warmup_frac
@@ -136,14 +150,19 @@ def run(setup: Setup, mode: str, label: str, tenants: Sequence[Tenant], streams:
     wall = time.perf_counter()
     if mode == "sim":
         clock = VirtualClock()
-        gw = make_gateway(clock, setup, tenants, scheduler=scheduler, admission=admission)
+        gw = make_gateway(clock, setup, mode, tenants, scheduler=scheduler, admission=admission)
         simulate(gw, clock, sched, recorder=rec)
     else:
         from dataplane.control.live import run_live
 
-        gw = make_gateway(MonotonicClock(), setup, tenants, scheduler=scheduler, admission=admission, slots=2)
-        _, live_facts = run_live(gw, sched, pool, recorder=rec)
+        gw = make_gateway(MonotonicClock(), setup, mode, tenants, scheduler=scheduler, admission=admission,
+                          slots=setup.slots)
+        _, live_facts = run_live(gw, sched, live.pool if live is not None else pool, recorder=rec)
         facts.update(live_facts)
+        if live is not None:
+            facts["capacity_before"] = capacity
+            facts["capacity_after"] = after = live.recalibrate()
+            capacity = (capacity + after) / 2
     facts["run_wall_s"] = time.perf_counter() - wall
     facts["breaker_trips"] = sum(gw.breaker(w).trips for w in gw.workers)
     window = duration - t0
@@ -163,15 +182,16 @@ class Live:
 
         self.pool = WorkerPool(setup.workers)
         self._service = setup.service
-        calibrate(self.pool, setup.service, 0.2)  # warm the processes and caches
-        self.capacity = calibrate(self.pool, setup.service, 1.0)
+        self._slots = setup.slots
+        calibrate(self.pool, setup.service, 0.2, slots=setup.slots)  # warm the processes and caches
+        self.capacity = calibrate(self.pool, setup.service, 1.0, slots=setup.slots)
 
     def recalibrate(self, seconds: float = 0.5) -> float:
         """Measure again: on a shared machine the capacity drifts with the
         other load, so each scenario is scaled to a fresh measurement."""
         from dataplane.control.live import calibrate
 
-        self.capacity = calibrate(self.pool, self._service, seconds)
+        self.capacity = calibrate(self.pool, self._service, seconds, slots=self._slots)
         return self.capacity
 
     def close(self) -> None:
@@ -265,7 +285,7 @@ def overhead(n: int = 100_000, tenants: int = 4, scheduler: str = "drr", repeats
         gw = fresh_gateway()
         adm, sched, e = gw.admission, gw.scheduler, gw.estimator.get(names[0])
         accts = {t: adm.account(t) for t in names}  # the gateway uses its tenant records
-        admit, enqueue, dequeue = adm.admit, sched.enqueue, sched.dequeue
+        admit, enqueue, dequeue = adm.try_admit, sched.enqueue, sched.dequeue  # as the gateway calls them
         dequeued, completed = adm.dequeued, adm.completed
         now = time.perf_counter
         for r in reqs(64 * tenants):
@@ -303,6 +323,14 @@ def overhead(n: int = 100_000, tenants: int = 4, scheduler: str = "drr", repeats
         return loop
 
     out = {"scheduler": scheduler, "tenants": tenants, "requests": n}
+    # How fast this Python is, to compare machines: sum(range(1000)).
+    ref = []
+    for _ in range(repeats):
+        c0 = time.thread_time_ns()
+        for _ in range(200):
+            sum(range(1000))
+        ref.append((time.thread_time_ns() - c0) / 200)
+    out["ref_sum_range_1000_us"] = min(ref) / 1e3
     for name, make in (("core", core), ("gateway", gateway), ("loop", empty)):
         cpu, wall = [], []
         for _ in range(repeats):
@@ -325,4 +353,6 @@ def overhead_report(results: list[dict]) -> str:
             rows.append([r["scheduler"], str(r["tenants"]), what,
                          fmt(r[f"{part}_cpu_ns_best"] / 1e3, ".2f"), fmt(r[f"{part}_cpu_ns_median"] / 1e3, ".2f"),
                          fmt(r[f"{part}_wall_ns_best"] / 1e3, ".2f"), fmt(r[f"{part}_wall_ns_median"] / 1e3, ".2f")])
-    return table(rows, ["scheduler", "tenants", "path", "CPU µs best", "CPU median", "wall µs best", "wall median"])
+    ref = min(r["ref_sum_range_1000_us"] for r in results)
+    return (table(rows, ["scheduler", "tenants", "path", "CPU µs best", "CPU median", "wall µs best", "wall median"])
+            + f"\n(speed of this Python for comparison: sum(range(1000)) takes {ref:.1f} µs of CPU)")

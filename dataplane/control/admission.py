@@ -98,6 +98,14 @@ class AdmissionController:
         (retrying cannot help), else OVERLOADED with the predicted excess as
         ``retry_after``.
         """
+        exc = self.try_admit(acct, est, upper, deadline, now, weight, active_weight)
+        if exc is not None:
+            raise exc
+
+    def try_admit(self, acct: Account, est: float, upper: float, deadline: float, now: float,
+                  weight: float = 1.0, active_weight: float = 0.0) -> Rejected | None:
+        """``admit`` that returns the rejection instead of raising it (None:
+        admitted), for callers that turn it into their own exception."""
         q_i = acct.work
         if self.n < self._servers:
             finish = now + upper
@@ -107,18 +115,19 @@ class AdmissionController:
         else:
             finish = now + (self.queued + self.inflight) / self._servers + upper
         if finish > deadline:
-            self._refuse(finish, deadline, now, upper)
+            return self._refusal(finish, deadline, now, upper)
         acct.work = q_i + est
         self.queued += est
         self.n += 1
+        return None
 
     @staticmethod
-    def _refuse(finish: float, deadline: float, now: float, upper: float) -> None:
+    def _refusal(finish: float, deadline: float, now: float, upper: float) -> Rejected:
         if now + upper > deadline:
-            raise Rejected(Reason.DEADLINE, lambda: (
+            return Rejected(Reason.DEADLINE, lambda: (
                 f"deadline in {(deadline - now) * 1e3:.3g} ms is shorter than the "
                 f"estimated service time ({upper * 1e3:.3g} ms)"))
-        raise Rejected(Reason.OVERLOADED, lambda: (
+        return Rejected(Reason.OVERLOADED, lambda: (
             f"predicted completion in {(finish - now) * 1e3:.3g} ms misses the deadline in "
             f"{(deadline - now) * 1e3:.3g} ms"), retry_after=finish - deadline)
 

@@ -31,8 +31,10 @@ class TokenBucket:
     def try_take(self, n: float = 1.0, now: float | None = None) -> bool:
         """Take ``n`` tokens if available; False (taking none) otherwise."""
         tokens = self._refill(self._clock.now() if now is None else now)
-        if tokens >= n:
-            self._tokens = tokens - n
+        # A caller that waited exactly ``retry_after`` must get through,
+        # whatever rounding the clock's float arithmetic did.
+        if tokens >= n - 1e-9 * (n + 1.0):
+            self._tokens = max(0.0, tokens - n)
             return True
         return False
 

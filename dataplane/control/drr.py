@@ -34,7 +34,7 @@ from typing import Any
 
 from dataplane.control._flows import Flow
 from dataplane.control.errors import InvalidRequest, UnknownTenant, check_cost, check_positive, check_weight
-from dataplane.control.queues import ShedPolicy, check_capacity
+from dataplane.control.queues import ShedPolicy, check_capacity, check_policy
 
 _INF = math.inf
 _NONE: tuple = ()
@@ -67,7 +67,7 @@ class DRRScheduler:
         self.strict = bool(strict)
         self.default_weight = check_weight(default_weight)
         self.default_capacity = check_capacity(capacity)
-        self.default_policy = ShedPolicy(policy)
+        self.default_policy = check_policy(policy)
         self._flows: dict[Hashable, Flow] = {}
         # Invariant: the head of the old list has been given this turn's
         # quantum (a flow gets it on becoming the head); new flows get theirs
@@ -75,7 +75,7 @@ class DRRScheduler:
         self._old: deque[Flow] = deque()
         self._new: deque[Flow] = deque()
         self._len = 0
-        self.active_weight = 0.0  # sum of the weights of tenants in either list
+        self.active_weight = 0.0  # sum of the weights of tenants with queued requests
 
     # -- tenants ---------------------------------------------------------
     def add_tenant(self, tenant: Hashable, weight: float = 1.0, *, capacity: int | None = None,
@@ -93,6 +93,8 @@ class DRRScheduler:
         f = self._flow(tenant)
         del self._flows[tenant]
         items = list(f)
+        if items:
+            self.active_weight -= f.weight
         if f.active:
             old = self._old
             if f in self._new:
@@ -102,7 +104,6 @@ class DRRScheduler:
                 old.remove(f)
                 if was_head and old:
                     old[0].deficit += old[0].quantum
-            self.active_weight -= f.weight
         self._len -= len(items)
         return items
 
@@ -110,7 +111,7 @@ class DRRScheduler:
         """Change a weight at run time; it applies from the tenant's next turn."""
         f = self._flow(tenant)
         w = check_weight(weight)
-        if f.active:
+        if f._q:
             self.active_weight += w - f.weight
         f.weight, f.quantum = w, self.quantum * w
 
@@ -155,17 +156,18 @@ class DRRScheduler:
         if f is None:
             f = self._flow(item.tenant)
         q = f._q
-        if len(q) < f.capacity:
+        n = len(q)
+        if n < f.capacity:
             q.append(item)
             self._len += 1
             dropped = _NONE
+            if not n:
+                self.active_weight += f.weight
         else:
-            n = len(q)
             dropped = f._push_full(item, now)
             self._len += len(f._q) - n
         if not f.active:
             f.active = True
-            self.active_weight += f.weight
             if self.sparse:
                 f.deficit = f.quantum
                 self._new.append(f)
@@ -199,6 +201,7 @@ class DRRScheduler:
                 item = q.popleft()
                 self._len -= 1
                 if not q:  # an emptied tenant leaves the round and banks no credit
+                    self.active_weight -= f.weight
                     self._leave(f)
                     old.popleft()
                     if old:
@@ -222,6 +225,7 @@ class DRRScheduler:
                     item = q.popleft()
                     self._len -= 1
                     if not q:
+                        self.active_weight -= f.weight
                         new.popleft()
                         if old:  # park it: no second "new" turn before the others' turns
                             old.append(f)
@@ -238,10 +242,16 @@ class DRRScheduler:
             old.append(f)
         return None
 
+    def refund(self, item: Any) -> None:
+        """Give back the charge for ``item``, just dequeued but not served
+        (the gateway shed it): its tenant's share goes to requests it serves."""
+        f = self._flows.get(item.tenant)
+        if f is not None and f.active:
+            f.deficit += item.cost
+
     def _leave(self, f: Flow) -> None:
         f.deficit = 0.0
         f.active = False
-        self.active_weight -= f.weight
 
     def __len__(self) -> int:
         return self._len

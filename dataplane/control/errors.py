@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import math
+import numbers
 from collections.abc import Callable
 
 from dataplane.errors import DataplaneError
@@ -85,11 +86,10 @@ def check_weight(weight: float) -> float:
 
 
 def check_cost(cost: float) -> float:
-    """Return ``cost`` as a float, or raise InvalidRequest unless finite and ≥ 0."""
-    try:
-        c = float(cost)
-    except (TypeError, ValueError):
-        raise InvalidRequest(f"cost must be a number, got {cost!r}") from None
+    """Return ``cost`` as a float, or raise InvalidRequest unless a finite number ≥ 0."""
+    if isinstance(cost, bool) or not isinstance(cost, numbers.Real):
+        raise InvalidRequest(f"cost must be a number, got {cost!r}")
+    c = float(cost)
     if not (c >= 0.0 and c != math.inf):  # `not >=` also catches NaN
         raise InvalidRequest(f"cost must be finite and >= 0, got {cost!r}")
     return c

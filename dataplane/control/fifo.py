@@ -86,6 +86,9 @@ class FIFOScheduler:
         self._counts[item.tenant] -= 1
         return item
 
+    def refund(self, item: Any) -> None:
+        """Nothing to give back: FIFO keeps no shares."""
+
     def __len__(self) -> int:
         return len(self._q)
 

@@ -163,11 +163,12 @@ class Gateway:
             self._by_name[name] = w
         self._n_closed = len(names)   # workers whose breaker is closed (or who have none)
         # Bound methods of the data path, looked up once.
-        self._admit = self.admission.admit
+        self._try_admit = self.admission.try_admit
         self._dequeued = self.admission.dequeued
         self._completed = self.admission.completed
         self._enqueue = self._sched.enqueue
         self._dequeue = self._sched.dequeue
+        self._refund = self._sched.refund
         self._est_get = self.estimator.get
         self._observe = self.estimator.observe
 
@@ -253,10 +254,10 @@ class Gateway:
         est = req.est = e.mean
         upper = req.upper = e.upper
         if self.admission_enabled:
-            try:
-                self._admit(t, est, upper, d, now, t.weight, self._sched.active_weight)
-            except Rejected as exc:
-                self._reject(st, exc)
+            exc = self._try_admit(t, est, upper, d, now, t.weight, self._sched.active_weight)
+            if exc is not None:
+                st.rejected[exc.reason] += 1
+                raise exc
         else:
             self.admission.account_queued(t, est)
         try:
@@ -290,6 +291,9 @@ class Gateway:
                     w.breaker.release_probe()  # the reserved probe found nothing to carry
                 return None
             if shed and now + req.upper > req.deadline:
+                # It cannot finish in time: shed it instead of serving it
+                # late, and give its tenant the share back.
+                self._refund(req)
                 self._drop(req, Reason.DEADLINE, evicted=False)
                 continue
             t = tenants[req.tenant]

@@ -33,6 +33,13 @@ class ShedPolicy(str, enum.Enum):
     DROP_EXPIRED = "drop-expired"
 
 
+def check_policy(policy: ShedPolicy | str) -> ShedPolicy:
+    try:
+        return ShedPolicy(policy)
+    except ValueError:
+        raise InvalidRequest(f"unknown shed policy {policy!r}; one of {[p.value for p in ShedPolicy]}") from None
+
+
 def check_capacity(capacity: int) -> int:
     if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
         raise InvalidRequest(f"queue capacity must be an int >= 1, got {capacity!r}")
@@ -52,10 +59,7 @@ class BoundedQueue:
     def __init__(self, capacity: int = 1024, policy: ShedPolicy | str = ShedPolicy.REJECT_NEW) -> None:
         self._q: deque = deque()
         self.capacity = check_capacity(capacity)
-        try:
-            self.policy = ShedPolicy(policy)
-        except ValueError:
-            raise InvalidRequest(f"unknown shed policy {policy!r}; one of {[p.value for p in ShedPolicy]}") from None
+        self.policy = check_policy(policy)
 
     def push(self, item: Any, now: float = 0.0) -> tuple:
         """Queue ``item``; return what was evicted to make room."""

@@ -27,7 +27,7 @@ from typing import Any
 
 from dataplane.control._flows import Flow
 from dataplane.control.errors import InvalidRequest, UnknownTenant, check_cost, check_weight
-from dataplane.control.queues import ShedPolicy, check_capacity
+from dataplane.control.queues import ShedPolicy, check_capacity, check_policy
 
 _INF = math.inf
 _NONE: tuple = ()
@@ -49,11 +49,12 @@ class WFQScheduler:
         self.strict = bool(strict)
         self.default_weight = check_weight(default_weight)
         self.default_capacity = check_capacity(capacity)
-        self.default_policy = ShedPolicy(policy)
+        self.default_policy = check_policy(policy)
         self._flows: dict[Hashable, Flow] = {}
         self._heap: list[tuple[float, int, Flow]] = []
         self._len = 0
         self.vtime = 0.0          # V: the finish tag of the request served last
+        self._undo: tuple = (None, 0.0)  # (last dequeued item, V before it), for refund()
         self.active_weight = 0.0  # sum of the weights of backlogged tenants
 
     # -- tenants ---------------------------------------------------------
@@ -149,6 +150,7 @@ class WFQScheduler:
         q = f._q
         item = q.popleft()
         self._len -= 1
+        self._undo = (item, self.vtime)
         self.vtime = fin
         if q:
             # The new head's tag: max(V, F_prev) + c/w, and here V == F_prev.
@@ -160,6 +162,26 @@ class WFQScheduler:
             f.active = False
             self.active_weight -= f.weight
         return item
+
+    def refund(self, item: Any) -> None:
+        """Give back the charge for ``item``, just dequeued but not served
+        (the gateway shed it): its tenant's later requests are tagged as if it
+        had never been queued.  O(tenants); runs only for shed requests."""
+        last, v = self._undo
+        if item is last:
+            self.vtime = v
+            self._undo = (None, 0.0)
+        f = self._flows.get(item.tenant)
+        if f is None or not f.active:
+            return
+        back = item.cost / f.weight
+        f.finish -= back
+        heap = self._heap
+        for k, (fin, idx, g) in enumerate(heap):
+            if g is f:
+                heap[k] = (fin - back, idx, f)
+                heapq.heapify(heap)
+                break
 
     def __len__(self) -> int:
         return self._len

@@ -431,12 +431,12 @@ class Executor:
         self._deliver(Result(rid, False, None, err))
 
     def _wait(self, deadline: float | None) -> None:
-        """Collect, or sleep until an answer may have arrived."""
-        if self._collect():
-            return
+        """Sleep until an answer may have arrived (the shim looks at the
+        rings first), then collect.  Slices are short enough for liveness
+        checks to run while nothing arrives."""
         slice_s = _WAIT_SLICE if deadline is None else max(0.0, min(_WAIT_SLICE, deadline - time.monotonic()))
-        if self._queues.wait_results(self._ring_ptrs, self._n, slice_s):
-            self._collect()
+        self._queues.wait_results(self._ring_ptrs, self._n, slice_s)
+        self._collect()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until a result is ready for poll() (True), or until

@@ -3,6 +3,7 @@ per-core queues, runs the handler on a zero-copy view and answers through
 its response ring."""
 from __future__ import annotations
 
+import gc
 import importlib
 import os
 import signal
@@ -106,6 +107,9 @@ def worker_main(segment: str, ring_name: str, index: int, handler: str | Handler
 
     # Ctrl-C reaches the whole process group: the dispatcher decides.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A forked worker inherits the dispatcher's heap: keep the collector off
+    # it, or a full collection walks (and copy-on-write faults in) all of it.
+    gc.freeze()
     if pin:
         pin_to_core(index)
     fn = resolve_handler(handler)

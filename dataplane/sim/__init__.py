@@ -16,7 +16,8 @@ from dataplane.sim import theory
 from dataplane.sim.config import POLICIES, SimConfig
 from dataplane.sim.distributions import DISTRIBUTIONS, Distribution, get_distribution
 from dataplane.sim.errors import SimConfigError
-from dataplane.sim.result import SimResult
+from dataplane.sim.policies import run_policy
+from dataplane.sim.result import SimResult, summarize
 from dataplane.sim.runner import run, simulate, simulate_trace
 from dataplane.sim.sweep import PolicySpec, SweepCurve, SweepResult, parse_loads, parse_policy_spec, plot_sweep, sweep
 from dataplane.sim.trace import Trace
@@ -40,8 +41,10 @@ __all__ = [
     "parse_policy_spec",
     "plot_sweep",
     "run",
+    "run_policy",
     "simulate",
     "simulate_trace",
+    "summarize",
     "sweep",
     "theory",
 ]

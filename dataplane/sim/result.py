@@ -1,7 +1,7 @@
 """A run's summary statistics."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -50,10 +50,6 @@ class SimResult:
         d = asdict(self)
         d.pop("sojourn_us")
         return d
-
-    @classmethod
-    def field_names(cls) -> list[str]:
-        return [f.name for f in fields(cls) if f.name != "sojourn_us"]
 
 
 def summarize(config: SimConfig, w: Workload, trace: Trace, elapsed_s: float, keep_sojourn: bool = False) -> SimResult:

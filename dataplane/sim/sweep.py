@@ -36,17 +36,15 @@ def parse_policy_spec(text: str, steal_cost_us: float = 0.0, jbsq_depth: int = 2
     name, sep, arg = text.partition(":")
     if name not in POLICIES:
         raise SimConfigError(f"unknown policy {name!r} in {text!r}; choose one of {', '.join(POLICIES)}")
+    if sep and name not in ("stealing", "jbsq"):
+        raise SimConfigError(f"policy {name!r} takes no argument, got {text!r}")
     try:
-        if name == "stealing" and sep:
+        if sep and name == "stealing":
             steal_cost_us = float(arg)
-        elif name == "jbsq" and sep:
-            jbsq_depth = int(arg)
         elif sep:
-            raise SimConfigError(f"policy {name!r} takes no argument, got {text!r}")
-    except ValueError as e:
-        if isinstance(e, SimConfigError):
-            raise
-        raise SimConfigError(f"bad argument in policy {text!r}: {e}") from None
+            jbsq_depth = int(arg)
+    except ValueError:
+        raise SimConfigError(f"bad argument {arg!r} in policy {text!r}") from None
     spec = PolicySpec(name, steal_cost_us, jbsq_depth)
     SimConfig(name, 1, 0.5, "fixed", 1.0, 1, 1, spec.steal_cost_us, spec.jbsq_depth)  # validates the knobs
     return spec

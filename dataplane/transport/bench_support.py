@@ -69,6 +69,13 @@ def _finish(p: mp.Process, timeout: float = 60) -> None:
         raise RuntimeError(f"benchmark peer failed (exit code {p.exitcode})")
 
 
+def _busy(ch: Any, on: bool) -> None:
+    # Rings (shm, and RDMA's receive rings) sleep on a futex by default;
+    # latency figures are taken busy-polling, as the ring benchmark does.
+    if on and hasattr(ch, "busy_poll"):
+        ch.busy_poll = True
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket() as s:
@@ -99,8 +106,7 @@ def _channel_echo(url: str, n: int, busy: bool) -> None:
 
     _pin(1)
     ch = connect(url, timeout=30)
-    if busy and ch.transport == "shm":
-        ch.busy_poll = True  # type: ignore[attr-defined]
+    _busy(ch, busy)
     send, recv = ch.send, ch.recv
     for _ in range(n):
         send(recv())
@@ -114,11 +120,12 @@ def pingpong_channel(url: str, size: int, iters: int, warmup: int = 1000, *, bus
     from dataplane.transport import bind
 
     with bind(url, **options) as ch:
-        if busy_poll and ch.transport == "shm":
-            ch.busy_poll = True  # type: ignore[attr-defined]
+        _busy(ch, busy_poll)
         p = _child(_channel_echo, ch.url, warmup + iters, busy_poll)
         try:
             _pin(0)
+            if hasattr(ch, "accept"):
+                ch.accept(30)  # the handshake outside the measured loop
             msg = b"x" * size
             send, recv, now = ch.send, ch.recv, time.perf_counter_ns
             for _ in range(warmup):
@@ -209,11 +216,12 @@ def pingpong_raw_zmq(addr: str, size: int, iters: int, warmup: int = 1000, *, pa
 
 # ---------------------------------------------------------- throughput --
 
-def _channel_producer(url: str, size: int, count: int, batch: int) -> None:
+def _channel_producer(url: str, size: int, count: int, batch: int, busy: bool) -> None:
     from dataplane.transport import connect
 
     _pin(1)
     ch = connect(url, timeout=30)
+    _busy(ch, busy)
     msg = b"x" * size
     if batch > 1:
         msgs = [msg] * batch
@@ -229,7 +237,7 @@ def _channel_producer(url: str, size: int, count: int, batch: int) -> None:
 
 
 def stream_channel(url: str, size: int, count: int, *, batch: int = 0, mode: str | None = None,
-                   **options: Any) -> dict:
+                   busy_poll: bool = False, **options: Any) -> dict:
     """One-way throughput through a Channel: a child connects and sends
     ``count`` messages (``send_many`` in groups of ``batch`` when > 1); this
     process binds and receives with ``recv`` (``recv_many`` when batching,
@@ -239,7 +247,8 @@ def stream_channel(url: str, size: int, count: int, *, batch: int = 0, mode: str
 
     mode = mode or ("batch" if batch > 1 else "message")
     with bind(url, **options) as ch:
-        p = _child(_channel_producer, ch.url, size, count, batch)
+        _busy(ch, busy_poll)
+        p = _child(_channel_producer, ch.url, size, count, batch, busy_poll)
         try:
             _pin(0)
             now = time.perf_counter
@@ -289,6 +298,8 @@ def _raw_producer(addr: str, size: int, count: int, copy_threshold: int) -> None
     s.connect(addr)
     msg = b"x" * size
     copy = size < copy_threshold
+    if not copy:
+        s.copy_threshold = 0  # really zero-copy, even below pyzmq's own 64 KiB
     send = s.send
     for _ in range(count):
         send(msg, copy=copy)
@@ -308,14 +319,13 @@ def stream_raw_zmq(addr: str, size: int, count: int, *, copy_threshold: int = 65
     p = _child(_raw_producer, bound, size, count, copy_threshold)
     try:
         _pin(0)
-        copy = size < copy_threshold
         recv = s.recv
         ident = recv()
-        recv(copy=copy)
+        recv(copy=False)
         t0 = time.perf_counter()
         for _ in range(count - 1):
             recv()
-            recv(copy=copy)
+            recv(copy=False)  # frames, no copy: the figure is the sender's choice
         dt = time.perf_counter() - t0
         s.send_multipart([ident, b"done"])
         _finish(p)
@@ -352,11 +362,11 @@ def _url_for(transport: str, tag: str) -> str:
         probe = probe_rdma(os.environ.get("DATAPLANE_RDMA_DEVICE"))
         if not probe.available:
             raise SystemExit(f"--transport rdma: {probe.reason}")
-        return f"rdma://127.0.0.1:{free_port()}?device={probe.device}"
+        return f"rdma://127.0.0.1:{free_port()}?device={probe.device}&capacity={1 << 22}"
     raise ValueError(f"unknown transport {transport!r}")
 
 
-def latency_report(transport: str, size: int, iters: int, warmup: int, rounds: int = 3) -> dict:
+def latency_report(transport: str, size: int, iters: int, warmup: int, rounds: int = 6) -> dict:
     """Channel round trips over ``transport``; for zmq also the raw pyzmq
     exchange, interleaved round by round so both see the same machine."""
     runs: dict[str, list[int]] = {}
@@ -369,16 +379,26 @@ def latency_report(transport: str, size: int, iters: int, warmup: int, rounds: i
         p50s.setdefault(key, []).append(statistics.median(values) / 1e3)
 
     per = max(200, iters // rounds)
-    for _ in range(rounds):
+    for r in range(rounds):
         if transport == "zmq":
-            add("channel-ipc", "Channel zmq ipc://", pingpong_channel(ipc_url("pp"), size, per, warmup))
-            add("raw-ipc", "raw pyzmq DEALER/ROUTER ipc://", pingpong_raw_zmq(ipc_url("raw"), size, per, warmup))
-            add("channel-tcp", "Channel zmq tcp://127.0.0.1", pingpong_channel(f"tcp://127.0.0.1:{free_port()}", size, per, warmup))
-            add("raw-tcp", "raw pyzmq DEALER/ROUTER tcp://127.0.0.1", pingpong_raw_zmq("tcp://127.0.0.1:0", size, per, warmup))
+            # Channel and raw alternate, and swap order every round, so that
+            # a neighbour's load on a shared machine hits both alike.
+            pairs = [
+                ("channel-ipc", "Channel zmq ipc://", lambda: pingpong_channel(ipc_url("pp"), size, per, warmup)),
+                ("raw-ipc", "raw pyzmq DEALER/ROUTER ipc://", lambda: pingpong_raw_zmq(ipc_url("raw"), size, per, warmup)),
+                ("channel-tcp", "Channel zmq tcp://127.0.0.1",
+                 lambda: pingpong_channel(f"tcp://127.0.0.1:{free_port()}", size, per, warmup)),
+                ("raw-tcp", "raw pyzmq DEALER/ROUTER tcp://127.0.0.1",
+                 lambda: pingpong_raw_zmq("tcp://127.0.0.1:0", size, per, warmup)),
+            ]
+            for i in range(0, len(pairs), 2):
+                a, b = pairs[i], pairs[i + 1]
+                for key, label, fn in ((a, b) if r % 2 == 0 else (b, a)):
+                    add(key, label, fn())
             add("raw-pair-ipc", "raw pyzmq PAIR ipc://", pingpong_raw_zmq(ipc_url("pair"), size, per, warmup, pair=True))
         else:
             url = _url_for(transport, "pp")
-            add("channel", f"Channel {transport}", pingpong_channel(url, size, per, warmup, busy_poll=transport == "shm"))
+            add("channel", f"Channel {transport} (busy-poll)", pingpong_channel(url, size, per, warmup, busy_poll=True))
     results = {}
     for key, values in runs.items():
         results[key] = {"label": labels[key], **_summary(values), "round_p50_us": p50s[key]}
@@ -387,6 +407,9 @@ def latency_report(transport: str, size: int, iters: int, warmup: int, rounds: i
             ch, raw = results[f"channel-{net}"], results[f"raw-{net}"]
             ch["p50_ratio_to_raw"] = ch["p50_us"] / raw["p50_us"]
             ch["mean_ratio_to_raw"] = ch["mean_us"] / raw["mean_us"]
+            # Round by round (the two ran back to back): robust to drift.
+            ch["round_p50_ratios"] = [c / w for c, w in zip(ch["round_p50_us"], raw["round_p50_us"])]
+            ch["median_round_ratio"] = statistics.median(ch["round_p50_ratios"])
     return {"mode": "latency", "transport": transport, "size": size, "results": results}
 
 
@@ -395,7 +418,6 @@ def throughput_report(transport: str, quick: bool = False) -> dict:
     zero-copy view), plus the raw pyzmq baseline for zmq."""
     k = 10 if quick else 1
     mib = 1 << 20
-    opts: dict[str, Any] = {}
     rows = []
     if transport == "zmq":
         rows.append(stream_channel(ipc_url("tp"), 64, 200_000 // k))
@@ -409,12 +431,11 @@ def throughput_report(transport: str, quick: bool = False) -> dict:
         rows.append(stream_raw_zmq(ipc_url("raw"), 64, 500_000 // k))
         rows.append(stream_raw_zmq(ipc_url("raw"), mib, 2_000 // k))
     else:
-        if transport == "shm":
-            opts = {}
-        rows.append(stream_channel(_url_for(transport, "tp"), 64, 500_000 // k, **opts))
-        rows.append(stream_channel(_url_for(transport, "tp"), 64, 5_000_000 // k, batch=1024, **opts))
-        rows.append(stream_channel(_url_for(transport, "tp"), mib, 5_000 // k, **opts))
-        rows.append(stream_channel(_url_for(transport, "tp"), mib, 5_000 // k, mode="view", **opts))
+        busy = True
+        rows.append(stream_channel(_url_for(transport, "tp"), 64, 500_000 // k, busy_poll=busy))
+        rows.append(stream_channel(_url_for(transport, "tp"), 64, 5_000_000 // k, batch=1024, busy_poll=busy))
+        rows.append(stream_channel(_url_for(transport, "tp"), mib, 5_000 // k, busy_poll=busy))
+        rows.append(stream_channel(_url_for(transport, "tp"), mib, 5_000 // k, mode="view", busy_poll=busy))
     return {"mode": "throughput", "transport": transport, "results": rows}
 
 
@@ -426,6 +447,10 @@ def print_latency(fig: dict) -> None:
         ratio = f"{r['p50_ratio_to_raw']:.2f}x" if "p50_ratio_to_raw" in r else ""
         print(f"{r['label']:<42}{r['count']:>8}{r['p50_us']:>9.1f}{r['p99_us']:>9.1f}{r['p999_us']:>9.1f}"
               f"{r['mean_us']:>9.1f}{ratio:>12}")
+    for r in fig["results"].values():
+        if "round_p50_ratios" in r:
+            rounds = " ".join(f"{x:.2f}" for x in r["round_p50_ratios"])
+            print(f"  {r['label']}: p50 / raw p50 per round (back to back): {rounds}; median {r['median_round_ratio']:.2f}x")
 
 
 def print_throughput(fig: dict) -> None:
@@ -457,18 +482,30 @@ def run_pingpong(args: argparse.Namespace) -> dict:
 # ------------------------------------------------- copy/zero-copy threshold --
 
 def threshold_report(sizes: list[int], seconds: float = 0.5) -> list[dict]:
-    """One-way pyzmq throughput at each size, copied vs zero-copy frames:
-    where zero-copy starts to win is where COPY_THRESHOLD belongs."""
+    """One-way throughput of the ZeroMQ channel at each size with every
+    message sent as DATA (copied behind the header) and as LARGE (its own
+    frame, zero-copy), and of raw pyzmq copy/zero-copy sends: where LARGE
+    starts to win is where ``zmq_channel.COPY_THRESHOLD`` belongs."""
+    from dataplane.transport import zmq_channel
+
+    saved = zmq_channel.COPY_THRESHOLD
     rows = []
-    for size in sizes:
-        count = max(200, int(seconds * 2e9 / max(size, 1000) / 4))
-        row = {"size": size}
-        for label, thr in (("copy", 1 << 62), ("zero_copy", 0)):
-            r = stream_raw_zmq(ipc_url("thr"), size, count, copy_threshold=thr)
-            row[label] = r["gb_per_s"]
-        rows.append(row)
-        print(f"{size:>9} B  copy {row['copy']:6.2f} GB/s   zero-copy {row['zero_copy']:6.2f} GB/s   "
-              f"zero-copy/copy {row['zero_copy'] / row['copy']:.2f}", flush=True)
+    print(f"{'size':>9}  {'DATA GB/s':>10} {'LARGE GB/s':>11} {'LARGE/DATA':>11}   {'raw copy':>9} {'raw 0-copy':>11}")
+    try:
+        for size in sizes:
+            count = max(300, int(seconds * 1.5e9 / max(size, 2000)))
+            row: dict[str, Any] = {"size": size}
+            for label, thr in (("data", 1 << 30), ("large", 0)):
+                zmq_channel.COPY_THRESHOLD = thr  # the forked producer inherits it
+                row[label] = stream_channel(ipc_url("thr"), size, count)["gb_per_s"]
+            zmq_channel.COPY_THRESHOLD = saved
+            for label, thr in (("raw_copy", 1 << 30), ("raw_zero_copy", 0)):
+                row[label] = stream_raw_zmq(ipc_url("thr"), size, count, copy_threshold=thr)["gb_per_s"]
+            rows.append(row)
+            print(f"{size:>9}  {row['data']:>10.2f} {row['large']:>11.2f} {row['large'] / row['data']:>11.2f}   "
+                  f"{row['raw_copy']:>9.2f} {row['raw_zero_copy']:>11.2f}", flush=True)
+    finally:
+        zmq_channel.COPY_THRESHOLD = saved
     return rows
 
 

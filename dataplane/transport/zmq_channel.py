@@ -33,6 +33,8 @@ import secrets
 import struct
 import sys
 import time
+import types
+import weakref
 from collections import deque
 from collections.abc import Iterable
 from typing import Any
@@ -69,6 +71,11 @@ def _tag(kind: int) -> int:
 
 
 _T_DATA, _T_LARGE, _T_BATCH, _T_BYE = _tag(DATA), _tag(LARGE), _tag(BATCH), _tag(BYE)
+# DATA headers of small messages, built once: the hot paths index this
+# instead of packing (send) and test one startswith instead of unpacking
+# and comparing (recv).
+_SMALL = 4096
+_DATA_HEADERS = tuple(HEADER.pack(MAGIC, VERSION, DATA, n) for n in range(_SMALL))
 _EVENT = struct.Struct("=HI")  # libzmq monitor event: u16 event, u32 value (host order)
 # Plain ints: pyzmq's enum flags cost microseconds to combine.
 _NOBLOCK, _SNDMORE, _RCVMORE = int(zmq.NOBLOCK), int(zmq.SNDMORE), int(zmq.RCVMORE)
@@ -155,7 +162,7 @@ class ZmqChannel(Channel):
         self._graced = False
         self._handshake_failure: str | None = None
         self._pending: deque[Any] = deque()
-        self._last_peer = False  # server: was the last message read the peer's?
+        self._last = [False]  # server: was the last message read the peer's?
         # Received messages not yet handed out (the rest of a BATCH, a
         # message too large for recv_into's buffer), and errors deferred by
         # recv_many, in order.
@@ -169,6 +176,7 @@ class ZmqChannel(Channel):
         self._ready = False
         # _ready and the socket's timeout is the slice: a hot path may run
         self._fast_rx = self._fast_tx = False
+        self._fast: tuple[Any, Any] | None = None
         self._check_s = self._check_ms / 1000
         self._send_max = max_message
         self._getsockopt = sock.getsockopt
@@ -239,6 +247,7 @@ class ZmqChannel(Channel):
         self._ready = ready
         self._fast_rx = ready and self._rcvtimeo == self._check_ms
         self._fast_tx = ready and self._sndtimeo == self._check_ms
+        self._install()
 
     def _lost(self, reason: str) -> None:
         self._set_ready(False)
@@ -273,6 +282,7 @@ class ZmqChannel(Channel):
                     sock.setsockopt(zmq.RCVTIMEO, ms)
                     self._rcvtimeo = ms
                     self._fast_rx = self._ready and ms == self._check_ms
+                    self._install()
             try:
                 return sock.recv(flags, copy=copy)
             except zmq.Again:
@@ -324,7 +334,7 @@ class ZmqChannel(Channel):
             if ident == self._peer:
                 frame = self._more(copy)
                 if frame is not None:
-                    self._last_peer = True
+                    self._last[0] = True
                     return frame
             self._other(ident)
 
@@ -342,8 +352,8 @@ class ZmqChannel(Channel):
 
     def _tail(self, extra: int) -> None:
         extra += self._drain()
-        if self._last_peer:
-            self._last_peer = False
+        if self._last[0]:
+            self._last[0] = False
             raise ProtocolError(f"{self.url}: the peer's message carried {extra} frame(s) beyond what its header allows")
         log.warning("%s: dropped %d stray frame(s) after a stranger's message", self.url, extra)
 
@@ -477,8 +487,31 @@ class ZmqChannel(Channel):
         return m
 
     def recv(self, timeout: float | None = None) -> bytes:
+        if self._fast_rx:
+            return self._fast[1](timeout)  # type: ignore[index]
+        return self._slow_recv(timeout)
+
+    def _slow_recv(self, timeout: float | None) -> bytes:
         m = self._next(timeout)
         return m if type(m) is bytes else bytes(m)
+
+    def _recv_after(self, e: zmq.ZMQError, timeout: float | None) -> bytes:
+        """The hot path's recv failed: a whole slice without a message, or
+        the socket is closed."""
+        if e.errno != errno.EAGAIN:
+            self._live()
+            raise e
+        return self._slow_recv(None if timeout is None else max(0.0, timeout - self._check_s))
+
+    def _finish(self, timeout: float | None, frame: Any) -> bytes:
+        """The hot path took a frame off the socket that is not a plain DATA
+        message: parse it the long way."""
+        m = self._next(timeout, True, frame)
+        return m if type(m) is bytes else bytes(m)
+
+    def _from_other(self, ident: bytes, timeout: float | None) -> bytes:
+        self._other(ident)
+        return self._slow_recv(timeout)
 
     def try_recv(self) -> bytes | None:
         m = self._next(0)
@@ -554,6 +587,7 @@ class ZmqChannel(Channel):
                     sock.setsockopt(zmq.SNDTIMEO, ms)
                     self._sndtimeo = ms
                     self._fast_tx = self._ready and ms == self._check_ms
+                    self._install()
             try:
                 sock.send(frame, f, copy=copy)
                 return True
@@ -619,7 +653,36 @@ class ZmqChannel(Channel):
         return (HEADER.pack(MAGIC, VERSION, LARGE, n), data), False
 
     def send(self, data: Any, timeout: float | None = None) -> None:
+        # While the channel is ready, an instance attribute built by
+        # _make_fast shadows this (and recv): a closure over the socket's
+        # bound methods, the shortest path Python has.  A method bound
+        # before that (ch.send taken before the handshake) gets there too.
+        if self._fast_tx:
+            return self._fast[0](data, timeout)  # type: ignore[index]
         self._send_generic(data, timeout)
+
+    def _send_after(self, e: zmq.ZMQError, data: Any, timeout: float | None) -> None:
+        """The hot path's send failed: full for a whole slice, or worse."""
+        if e.errno != errno.EAGAIN:
+            self._live()
+            self._send_failed(e)
+        self._send_generic(data, None if timeout is None else max(0.0, timeout - self._check_s))
+
+    def _make_fast(self) -> tuple[Any, Any]:
+        raise NotImplementedError
+
+    def _install(self) -> None:
+        d = self.__dict__
+        if (self._fast_rx or self._fast_tx) and self._fast is None:
+            self._fast = self._make_fast()
+        if self._fast_tx:
+            d["send"] = self._fast[0]  # type: ignore[index]
+        else:
+            d.pop("send", None)
+        if self._fast_rx:
+            d["recv"] = self._fast[1]  # type: ignore[index]
+        else:
+            d.pop("recv", None)
 
     def _send_generic(self, data: Any, timeout: float | None) -> None:
         parts, zc = self._frames(data)
@@ -733,7 +796,7 @@ class ZmqChannel(Channel):
                 # the previous message, not a stranger's.
                 self._tail(1 + extra)
                 return
-            self._last_peer = False
+            self._last[0] = False
             self.rejected += 1
             where = _peer_address(frame)
             if self._peer is None:
@@ -851,87 +914,111 @@ class ZmqChannel(Channel):
 
 
 class ZmqClient(ZmqChannel):
-    """The connecting (DEALER) end, with the per-message hot paths inlined."""
+    """The connecting (DEALER) end."""
 
-    def send(self, data: Any, timeout: float | None = None) -> None:
-        if self._fast_tx and type(data) is bytes and (timeout is None or timeout >= self._check_s):
-            n = len(data)
-            if n < COPY_THRESHOLD and n <= self._send_max:
+    def _make_fast(self) -> tuple[Any, Any]:
+        sock_send, sock_recv = _raw_send(self._sock), self._sock.recv
+        pending, me = self._pending, weakref.ref(self)
+        own_max, send_max, check_s = self._own_max, self._send_max, self._check_s
+        pack, unpack, ZMQError, t_data = HEADER.pack, _TAG_LEN.unpack_from, zmq.ZMQError, _T_DATA
+        headers, small = _DATA_HEADERS, _SMALL
+
+        def send(data: Any, timeout: float | None = None) -> None:
+            if type(data) is bytes and (timeout is None or timeout >= check_s):
+                n = len(data)
+                if n < COPY_THRESHOLD and n <= send_max:
+                    try:
+                        sock_send((headers[n] if n < small else pack(MAGIC, VERSION, DATA, n)) + data)
+                        return
+                    except ZMQError as e:
+                        return _ch(me)._send_after(e, data, timeout)
+            _ch(me)._send_generic(data, timeout)
+
+        def recv(timeout: float | None = None) -> bytes:
+            if not pending and (timeout is None or timeout >= check_s):
                 try:
-                    self._sock.send(HEADER.pack(MAGIC, VERSION, DATA, n) + data)
-                    return
-                except zmq.Again:
-                    # Full for a whole slice: the general path waits the rest.
-                    if timeout is not None:
-                        timeout = max(0.0, timeout - self._check_s)
-        self._send_generic(data, timeout)
+                    f = sock_recv()
+                except ZMQError as e:
+                    return _ch(me)._recv_after(e, timeout)
+                n = len(f) - 8
+                if 0 <= n < small:
+                    if f.startswith(headers[n]) and n <= own_max:
+                        return f[8:]
+                elif n >= small:
+                    tag, size = unpack(f)
+                    if tag == t_data and size == n and n <= own_max:
+                        return f[8:]
+                return _ch(me)._finish(timeout, f)
+            return _ch(me)._slow_recv(timeout)
 
-    def recv(self, timeout: float | None = None) -> bytes:
-        if self._fast_rx and not self._pending and (timeout is None or timeout >= self._check_s):
-            try:
-                f = self._sock.recv()
-            except zmq.Again:  # a whole slice without a message
-                return self._slow_recv(None if timeout is None else max(0.0, timeout - self._check_s))
-            if len(f) >= HEADER_SIZE:
-                tag, n = _TAG_LEN.unpack_from(f)
-                if tag == _T_DATA and n == len(f) - HEADER_SIZE and n <= self._own_max:
-                    return f[8:]
-            m = self._next(timeout, True, f)
-            return m if type(m) is bytes else bytes(m)
-        return self._slow_recv(timeout)
-
-    def _slow_recv(self, timeout: float | None) -> bytes:
-        m = self._next(timeout)
-        return m if type(m) is bytes else bytes(m)
+        return send, recv
 
 
 class ZmqServer(ZmqChannel):
-    """The binding (ROUTER) end, with the per-message hot paths inlined."""
+    """The binding (ROUTER) end."""
 
-    def send(self, data: Any, timeout: float | None = None) -> None:
-        if self._fast_tx and type(data) is bytes and (timeout is None or timeout >= self._check_s):
-            n = len(data)
-            if n < COPY_THRESHOLD and n <= self._send_max:
-                sock = self._sock
-                try:
-                    sock.send(self._peer, _SNDMORE)
-                except zmq.Again:
-                    return self._send_generic(data, None if timeout is None else max(0.0, timeout - self._check_s))
-                except zmq.ZMQError as e:
-                    self._send_failed(e)
-                try:
-                    sock.send(HEADER.pack(MAGIC, VERSION, DATA, n) + data, _NOBLOCK)
-                except zmq.Again:
-                    self._lost("the connection dropped in the middle of a message")
-                    raise self._peer_gone() from None
-                return
-        self._send_generic(data, timeout)
+    def _make_fast(self) -> tuple[Any, Any]:
+        sock_send, sock_recv = _raw_send(self._sock), self._sock.recv
+        pending, me, last, peer = self._pending, weakref.ref(self), self._last, self._peer
+        own_max, send_max, check_s = self._own_max, self._send_max, self._check_s
+        pack, unpack, ZMQError, t_data = HEADER.pack, _TAG_LEN.unpack_from, zmq.ZMQError, _T_DATA
+        headers, small = _DATA_HEADERS, _SMALL
 
-    def recv(self, timeout: float | None = None) -> bytes:
-        if self._fast_rx and not self._pending and (timeout is None or timeout >= self._check_s):
-            sock = self._sock
-            try:
-                ident = sock.recv()
-            except zmq.Again:  # a whole slice without a message
-                return self._slow_recv(None if timeout is None else max(0.0, timeout - self._check_s))
-            if ident == self._peer:
-                # Routing id and first frame arrive together: no wait here.
-                f = sock.recv(_NOBLOCK)
-                self._last_peer = True
-                if len(f) >= HEADER_SIZE:
-                    tag, n = _TAG_LEN.unpack_from(f)
-                    # Frames beyond the header's due are caught when they
-                    # show up in routing-id position (see _other).
-                    if tag == _T_DATA and n == len(f) - HEADER_SIZE and n <= self._own_max:
+        def send(data: Any, timeout: float | None = None) -> None:
+            if type(data) is bytes and (timeout is None or timeout >= check_s):
+                n = len(data)
+                if n < COPY_THRESHOLD and n <= send_max:
+                    try:
+                        sock_send(peer, _SNDMORE)
+                    except ZMQError as e:
+                        return _ch(me)._send_after(e, data, timeout)
+                    try:
+                        # The routing id got the message its place; the rest
+                        # goes at once or the connection died under us.
+                        sock_send((headers[n] if n < small else pack(MAGIC, VERSION, DATA, n)) + data, _NOBLOCK)
+                    except ZMQError:
+                        _ch(me)._lost("the connection dropped in the middle of a message")
+                        raise _ch(me)._peer_gone() from None
+                    return
+            _ch(me)._send_generic(data, timeout)
+
+        def recv(timeout: float | None = None) -> bytes:
+            if not pending and (timeout is None or timeout >= check_s):
+                try:
+                    ident = sock_recv()
+                except ZMQError as e:
+                    return _ch(me)._recv_after(e, timeout)
+                if ident != peer:
+                    return _ch(me)._from_other(ident, timeout)
+                f = sock_recv(_NOBLOCK)  # routing id and first frame arrive together
+                last[0] = True
+                # Frames beyond what the header allows are caught when they
+                # show up in routing-id position (see _other).
+                n = len(f) - 8
+                if 0 <= n < small:
+                    if f.startswith(headers[n]) and n <= own_max:
                         return f[8:]
-                m = self._next(timeout, True, f)
-                return m if type(m) is bytes else bytes(m)
-            self._other(ident)
-        return self._slow_recv(timeout)
+                elif n >= small:
+                    tag, size = unpack(f)
+                    if tag == t_data and size == n and n <= own_max:
+                        return f[8:]
+                return _ch(me)._finish(timeout, f)
+            return _ch(me)._slow_recv(timeout)
 
-    def _slow_recv(self, timeout: float | None) -> bytes:
-        m = self._next(timeout)
-        return m if type(m) is bytes else bytes(m)
+        return send, recv
+
+
+def _raw_send(sock: zmq.Socket) -> Any:
+    """``sock.send`` without pyzmq's pure-Python wrapper (which only adds
+    the draft-API routing_id/group arguments): half the cost per call."""
+    return types.MethodType(zmq.backend.Socket.send, sock)
+
+
+def _ch(ref: Any) -> ZmqChannel:
+    ch = ref()
+    if ch is None:
+        raise InvalidState("channel is closed")
+    return ch
 
 
 def _auto_id(ident: bytes) -> bool:

@@ -1,0 +1,314 @@
+"""RDMA latency and throughput: our transport against perftest, same run.
+
+Runs inside the soft-RoCE VM (``make bench-rdma``, or
+``tools/vm/run-in-vm.sh 'python -m dataplane.bench.rdma_lat'``):
+
+* our pingpong: an echo process and this one, each pinned to its own vCPU,
+  busy-polling, over ``rdma://127.0.0.1``; one-way latency = RTT / 2;
+* ``ib_write_lat -d rxe_lo -x 1`` server and client on 127.0.0.1, pinned
+  the same way; perftest reports one-way latency (RTT / 2) itself
+  (t_typical is its median);
+* the ratio of the two medians (target: ours <= 1.3x ib_write_lat's);
+* throughput for 64 B and 1 MiB messages, ours (bursts for 64 B) and
+  ``ib_write_bw``.
+
+The rounds alternate (ours, perftest, ours, perftest ...) so both see the
+same machine; the VM's 2 vCPUs run on a shared host, so compare medians.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+DEVICE = os.environ.get("DATAPLANE_RDMA_DEVICE", "rxe_lo")
+
+
+def _free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def _cpus() -> tuple[list[int] | None, list[int] | None]:
+    """(server cpus, client cpus): two different vCPUs when there are two."""
+    try:
+        avail = sorted(os.sched_getaffinity(0))
+    except AttributeError:
+        return None, None
+    if len(avail) < 2:
+        return None, None
+    return [avail[1]], [avail[0]]
+
+
+def _pin(cpus: list[int] | None) -> None:
+    if cpus:
+        os.sched_setaffinity(0, cpus)
+
+
+def _taskset(cpus: list[int] | None) -> list[str]:
+    return ["taskset", "-c", ",".join(map(str, cpus))] if cpus and shutil.which("taskset") else []
+
+
+# ------------------------------------------------------------- ours --
+
+def _echo_server(port: int, size: int, iters: int, cpus: list[int] | None, ready: Any) -> None:
+    _pin(cpus)
+    from dataplane.transport import rdma
+
+    ch = rdma.bind("127.0.0.1", port, DEVICE, capacity=1 << 16, busy_poll=True, timeout=60)
+    ready.put(1)
+    recv, send = ch.recv, ch.send
+    for _ in range(iters):
+        send(recv(60))
+    ch.close()
+
+
+def ours_pingpong(size: int, iters: int, warmup: int, cpus: tuple) -> list[int]:
+    """RTTs in ns of ``iters`` round trips after ``warmup`` more."""
+    server_cpus, client_cpus = cpus
+    port = _free_port()
+    ctx = mp.get_context("fork")  # no verbs resources exist in this process yet
+    ready = ctx.Queue()
+    p = ctx.Process(target=_echo_server, args=(port, size, iters + warmup, server_cpus, ready))
+    p.start()
+    old = os.sched_getaffinity(0)
+    _pin(client_cpus)
+    try:
+        from dataplane.transport import rdma
+
+        ready.get(timeout=120)
+        ch = rdma.connect("127.0.0.1", port, DEVICE, capacity=1 << 16, busy_poll=True, timeout=60)
+        msg = bytes(size)
+        send, recv, now = ch.send, ch.recv, time.perf_counter_ns
+        for _ in range(warmup):
+            send(msg)
+            recv(60)
+        rtts = []
+        for _ in range(iters):
+            t0 = now()
+            send(msg)
+            recv(60)
+            rtts.append(now() - t0)
+        ch.close()
+        return rtts
+    finally:
+        os.sched_setaffinity(0, old)
+        p.join(60)
+        if p.is_alive():
+            p.kill()
+
+
+def _sink(port: int, size: int, count: int, capacity: int, cpus: list[int] | None, out: Any) -> None:
+    _pin(cpus)
+    from dataplane.transport import rdma
+
+    ch = rdma.bind("127.0.0.1", port, DEVICE, capacity=capacity, busy_poll=True, timeout=60)
+    got = 0
+    t0 = None
+    if size <= 4096:
+        while got < count:
+            batch = ch.recv_many(1024, 60)
+            if t0 is None:
+                t0 = time.perf_counter()
+            got += len(batch)
+    else:
+        buf = bytearray(size)
+        while got < count:
+            ch.recv_into(buf, 60)
+            if t0 is None:
+                t0 = time.perf_counter()
+            got += 1
+    out.put((t0, time.perf_counter()))
+    ch.close()
+
+
+def ours_throughput(size: int, seconds: float, cpus: tuple) -> dict:
+    """Stream ``size``-byte messages one way; messages/s and MB/s at the
+    receiver (from its first message to its last)."""
+    server_cpus, client_cpus = cpus
+    capacity = 1 << 20 if size <= 4096 else 1 << (2 * size + 64).bit_length()
+    # Calibrate the count to roughly ``seconds`` from a short probe rate.
+    count = max(200, int(seconds * (40_000 if size <= 64 else 30)))
+    port = _free_port()
+    ctx = mp.get_context("fork")
+    out = ctx.Queue()
+    p = ctx.Process(target=_sink, args=(port, size, count, capacity, server_cpus, out))
+    p.start()
+    old = os.sched_getaffinity(0)
+    _pin(client_cpus)
+    try:
+        from dataplane.transport import rdma
+
+        ch = rdma.connect("127.0.0.1", port, DEVICE, capacity=capacity, busy_poll=True, timeout=60)
+        msg = bytes(size)
+        sent = 0
+        if size <= 4096:
+            batch = [msg] * 256
+            while sent < count:
+                sent += ch.send_many(batch[: count - sent], 60)
+        else:
+            while sent < count:
+                ch.send(msg, 60)
+                sent += 1
+        ch.flush(60)
+        t0, t1 = out.get(timeout=300)
+        ch.close()
+    finally:
+        os.sched_setaffinity(0, old)
+        p.join(60)
+        if p.is_alive():
+            p.kill()
+    dt = max(t1 - t0, 1e-9)
+    # The receiver's clock starts at its first message: count-1 intervals.
+    return {"size": size, "messages": count, "seconds": dt, "msgs_per_s": (count - 1) / dt,
+            "MB_per_s": (count - 1) * size / dt / 1e6}
+
+
+# ---------------------------------------------------------- perftest --
+
+_LAT_LINE = re.compile(r"^\s*(\d+)\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s*$")
+_BW_LINE = re.compile(r"^\s*(\d+)\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s*$")
+
+
+def _perftest(tool: str, args: list[str], cpus: tuple, timeout: float = 180) -> str:
+    if shutil.which(tool) is None:
+        raise SystemExit(f"{tool} not found (apt-get install perftest; tools/install-system-deps.sh)")
+    server_cpus, client_cpus = cpus
+    port = str(_free_port())
+    base = [tool, "-d", DEVICE, "-x", "1", "-p", port, *args]
+    srv = subprocess.Popen(_taskset(server_cpus) + base, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        out = ""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # the server needs a moment to listen
+            time.sleep(0.5)
+            r = subprocess.run(_taskset(client_cpus) + base + ["127.0.0.1"], capture_output=True, text=True, timeout=timeout)
+            out = r.stdout + r.stderr
+            if r.returncode == 0:
+                return out
+            if "Couldn't connect" not in out and "Unable to" not in out:
+                break
+        raise RuntimeError(f"{tool} failed:\n{out}")
+    finally:
+        try:
+            srv.wait(10)
+        except subprocess.TimeoutExpired:
+            srv.kill()
+            srv.wait()
+
+
+def perftest_lat(size: int, iters: int, cpus: tuple) -> dict:
+    out = _perftest("ib_write_lat", ["-s", str(size), "-n", str(iters)], cpus)
+    for line in out.splitlines():
+        m = _LAT_LINE.match(line)
+        if m:
+            v = [float(x) for x in m.groups()]
+            return {"bytes": int(v[0]), "iterations": int(v[1]), "min_us": v[2], "max_us": v[3], "typical_us": v[4],
+                    "avg_us": v[5], "stdev_us": v[6], "p99_us": v[7], "p999_us": v[8]}
+    raise RuntimeError(f"could not parse ib_write_lat output:\n{out}")
+
+
+def perftest_bw(size: int, iters: int, cpus: tuple) -> dict:
+    out = _perftest("ib_write_bw", ["-s", str(size), "-n", str(iters)], cpus)
+    for line in out.splitlines():
+        m = _BW_LINE.match(line)
+        if m and int(m.group(1)) == size:
+            bw_avg, rate = float(m.group(4)), float(m.group(5))
+            return {"size": size, "MB_per_s": bw_avg * 1.048576, "msgs_per_s": rate * 1e6}
+    raise RuntimeError(f"could not parse ib_write_bw output:\n{out}")
+
+
+# ------------------------------------------------------------ report --
+
+def _pct(values: list[float], p: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--size", type=int, default=64, help="latency message size (bytes)")
+    p.add_argument("--iters", type=int, default=3000, help="round trips per round")
+    p.add_argument("--warmup", type=int, default=300)
+    p.add_argument("--rounds", type=int, default=2, help="alternating rounds of ours and ib_write_lat")
+    p.add_argument("--seconds", type=float, default=3.0, help="rough length of each throughput run")
+    p.add_argument("--no-throughput", action="store_true")
+    p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    from dataplane.transport.auto import probe_rdma
+
+    probe = probe_rdma(DEVICE)
+    if not probe.available:
+        print(f"no RDMA here ({probe.reason}); run it in the soft-RoCE VM: "
+              "tools/vm/run-in-vm.sh 'python -m dataplane.bench.rdma_lat'", file=sys.stderr)
+        return 2
+    cpus = _cpus()
+    print(f"device {DEVICE}, size {args.size} B, {args.iters} round trips x {args.rounds} rounds, "
+          f"server cpus {cpus[0]}, client cpus {cpus[1]}", flush=True)
+    ours_ow: list[float] = []
+    ours_round_p50: list[float] = []
+    perf: list[dict] = []
+    for r in range(args.rounds):
+        rtts = ours_pingpong(args.size, args.iters, args.warmup, cpus)
+        ow = [x / 2000 for x in rtts]
+        ours_ow += ow
+        ours_round_p50.append(statistics.median(ow))
+        print(f"  round {r + 1}: ours one-way p50 {statistics.median(ow):.1f} us p99 {_pct(ow, 99):.1f} us", flush=True)
+        pl = perftest_lat(args.size, args.iters, cpus)
+        perf.append(pl)
+        print(f"  round {r + 1}: ib_write_lat one-way typical {pl['typical_us']:.1f} us p99 {pl['p99_us']:.1f} us", flush=True)
+    ours = {"p50_us": statistics.median(ours_ow), "p99_us": _pct(ours_ow, 99), "p999_us": _pct(ours_ow, 99.9),
+            "min_us": min(ours_ow), "rounds_p50_us": ours_round_p50}
+    theirs = {"typical_us": statistics.median([p["typical_us"] for p in perf]),
+              "p99_us": statistics.median([p["p99_us"] for p in perf]),
+              "min_us": min(p["min_us"] for p in perf), "rounds": perf}
+    ratio = ours["p50_us"] / theirs["typical_us"]
+    result: dict[str, Any] = {"device": DEVICE, "size": args.size, "iters": args.iters, "rounds": args.rounds,
+                              "ours_one_way": ours, "ib_write_lat_one_way": theirs, "ratio_p50": ratio,
+                              "target_ratio": 1.3}
+    print()
+    print(f"one-way latency, {args.size} B      p50 (us)   p99 (us)   min (us)")
+    print(f"  dataplane rdma://         {ours['p50_us']:9.1f}  {ours['p99_us']:9.1f}  {ours['min_us']:9.1f}")
+    print(f"  ib_write_lat -x 1         {theirs['typical_us']:9.1f}  {theirs['p99_us']:9.1f}  {theirs['min_us']:9.1f}")
+    print(f"  ratio (ours / perftest)   {ratio:9.2f}x   (target <= 1.3x)")
+    if not args.no_throughput:
+        tput = []
+        for size in (64, 1 << 20):
+            o = ours_throughput(size, args.seconds, cpus)
+            t = perftest_bw(size, 5000 if size == 64 else 200, cpus)
+            tput.append({"size": size, "ours": o, "ib_write_bw": t})
+        result["throughput"] = tput
+        print()
+        print("throughput                msgs/s        MB/s")
+        for row in tput:
+            o, t = row["ours"], row["ib_write_bw"]
+            label = "64 B" if row["size"] == 64 else "1 MiB"
+            print(f"  ours {label:6}           {o['msgs_per_s']:10.0f}  {o['MB_per_s']:10.1f}")
+            print(f"  ib_write_bw {label:6}    {t['msgs_per_s']:10.0f}  {t['MB_per_s']:10.1f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m dataplane.bench.rdma_lat", description=__doc__.splitlines()[0])
+    add_arguments(p)
+    return run(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1044 @@
+"""``rdma://HOST:PORT``: a Channel over RDMA (RoCE, soft-RoCE in tests),
+through pyverbs.
+
+Design: peers write straight into our rings
+-------------------------------------------
+Each end owns a receive :class:`~dataplane.ring.Ring` in shared memory and
+registers two pieces of it: the data area (``capacity`` bytes) and the 8-byte
+producer index ``head``, both with LOCAL_WRITE | REMOTE_WRITE only (no remote
+read, and the rest of the header -- consumer index, endpoints -- is not
+reachable).  The peer RDMA-WRITEs whole records straight into the data area
+and then RDMA-WRITEs the new ``head``; our consumer is the ring's ordinary C
+consumer, unaware that the producer is remote.
+
+The sending side keeps a *shadow* of the peer's ring: a local ring of the same
+geometry whose producer is us.  ``send`` formats the record into the shadow in
+C (``dp_ring_send``: header, payload, padding, PAD record when it would wrap,
+exactly what the peer's consumer expects), then posts, in one
+``ibv_post_send``, RDMA-WRITEs of the bytes between the old and the new head
+(one range, or two when the ring wrapped) to the same offsets of the peer's
+data area, followed by an RDMA-WRITE of the new head.  Bursts
+(``send_many``) become one write of the whole range plus one head write.
+
+Ordering: the writes go on one RC QP, and an RC responder executes the WRITEs
+of a QP in order, so the head lands after the record it publishes; the
+consumer loads head with acquire semantics.  That the *data placement* of an
+earlier WRITE is visible before that of a later one is what rxe does (one
+responder, memcpy in packet order) and what mainstream RoCE/IB HCAs do on x86
+(posted PCIe writes in order), but the InfiniBand spec only guarantees it at
+completion time; on hardware that relaxes it, the head would have to travel as
+RDMA_WRITE_WITH_IMM and be published by the receiver on the completion (at the
+cost of a receive queue and a CQ poll per message).  A killed sender leaves at
+worst records without a head: invisible, never half a message.
+
+Credits: the consumer's ``tail`` flows back by RDMA-WRITE into the shadow
+ring's own ``tail`` word (an 8-byte MR the sender registered), every quarter
+ring consumed, and on demand: a blocked sender asks over the side channel
+(CREDIT_REQ) every couple of milliseconds and the receiver's side-channel
+thread answers with a write of its current tail.  The shadow's C producer
+waits for room on that word exactly as on a local ring, so unread data is
+never overwritten.
+
+Set-up runs over TCP (:mod:`dataplane.transport.rdma_handshake`): every field
+the peer sends is validated, and before any message flows each side RDMA-
+writes the peer's head, both ends of its data area and its credit word with
+their current (zero) values, so a wrong rkey or a capacity larger than what is
+registered is a :class:`HandshakeError` at connect time.  A peer that closes
+(CLOSE after flushing), dies (EOF) or makes a write fail (error completion)
+is :class:`PeerGone`, after what it sent has been received.  ``send`` returns
+once the writes are posted; ``flush`` waits until the peer's NIC acknowledged
+all of them, and ``close`` flushes first, so nothing a sender saw
+acknowledged is lost while the receiver lives.
+
+Waiting: a consumer spins (``busy_poll``) or sleeps on its ring's futex;
+remote writes do not wake a futex, so a sleeping consumer notices a message
+within the ring's peer-check slice (1 ms).  Latency-sensitive users set
+``busy_poll=True`` (the benchmarks do), as with shared-memory rings.
+"""
+from __future__ import annotations
+
+import logging
+import mmap
+import os
+import random
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import pyverbs.device as _pvd
+import pyverbs.enums as _e
+from pyverbs.addr import GID, AHAttr, GlobalRoute
+from pyverbs.cq import CQ
+from pyverbs.mr import MR
+from pyverbs.pd import PD
+from pyverbs.pyverbs_error import PyverbsError
+from pyverbs.qp import QP, QPAttr, QPCap, QPInitAttr
+from pyverbs.wr import SGE, SendWR
+
+from dataplane._ffi import ffi, lib
+from dataplane.errors import (
+    DataplaneError,
+    HandshakeError,
+    InvalidState,
+    PeerGone,
+    Timeout,
+    WouldBlock,
+)
+from dataplane.ring import DEFAULT_CAPACITY, RecvView, Ring, max_message_for
+from dataplane.transport import rdma_handshake as hs
+from dataplane.transport.base import check_timeout
+
+log = logging.getLogger("dataplane.transport.rdma")
+
+HEAD_OFF = lib.dp_ring_layout(lib.DP_LAYOUT_HEAD_OFFSET)
+TAIL_OFF = lib.dp_ring_layout(lib.DP_LAYOUT_TAIL_OFFSET)
+DATA_OFF = lib.dp_ring_layout(lib.DP_LAYOUT_DATA_OFFSET)
+
+DEFAULT_TIMEOUT = 10.0  # connect/accept handshake
+SQ_DEPTH = 512  # send queue entries
+SIGNAL_EVERY = 16  # posts between signaled work requests
+CQ_DEPTH = 256
+INLINE_WANT = 256
+CREDIT_RETRY = 0.002  # a blocked sender re-asks for credit this often
+CLOSE_FLUSH_TIMEOUT = 2.0
+
+_ACCESS_REMOTE = _e.IBV_ACCESS_LOCAL_WRITE | _e.IBV_ACCESS_REMOTE_WRITE
+_WR_WRITE = _e.IBV_WR_RDMA_WRITE
+_SIGNALED = _e.IBV_SEND_SIGNALED
+_INLINE = _e.IBV_SEND_INLINE
+_WC_OK = _e.IBV_WC_SUCCESS
+_PORT_ACTIVE = _e.IBV_PORT_ACTIVE
+
+
+def _addr_of(m: mmap.mmap) -> int:
+    p = ffi.from_buffer(m)
+    try:
+        return int(ffi.cast("uintptr_t", p))
+    finally:
+        ffi.release(p)
+
+
+def _word(m: mmap.mmap, off: int) -> memoryview:
+    """A one-element uint64 view of ``m`` at byte ``off``."""
+    return memoryview(m)[off : off + 8].cast("Q")
+
+
+_WC_NAMES = {getattr(_e, n): n[len("IBV_WC_"):] for n in dir(_e)
+             if n.startswith("IBV_WC_") and (n.endswith("_ERR") or n == "IBV_WC_SUCCESS")}
+
+
+def _wc_error(wc: Any) -> str:
+    return f"{_WC_NAMES.get(wc.status, 'status')} ({wc.status})"
+
+
+# ------------------------------------------------------------- device --
+
+class _Device:
+    """An opened device, port and loopback GID, with a PD and a CQ."""
+
+    def __init__(self, name: str | None, ib_port: int = 1, gid_index: int | None = None, allow_remote: bool = False) -> None:
+        try:
+            names = [d.name.decode() for d in _pvd.get_device_list()]
+        except PyverbsError as e:
+            raise DataplaneError(f"no RDMA devices on this host ({e}); tests run in the soft-RoCE VM: make test-rdma") from None
+        if not names:
+            raise DataplaneError("no RDMA devices on this host")
+        if name is None:
+            name = names[0]
+        elif name not in names:
+            raise DataplaneError(f"no RDMA device {name!r} (have: {', '.join(names)})")
+        self.name = name
+        self.ctx = _pvd.Context(name=name)
+        try:
+            pattr = self.ctx.query_port(ib_port)
+            if pattr.state != _PORT_ACTIVE:
+                raise DataplaneError(f"{name} port {ib_port} is not active (state {pattr.state})")
+            self.port = ib_port
+            self.mtu = int(pattr.active_mtu)
+            self.gid_index, self.gid = self._pick_gid(pattr.gid_tbl_len, gid_index, allow_remote)
+            self.pd = PD(self.ctx)
+            self.cq = CQ(self.ctx, CQ_DEPTH)
+        except BaseException:
+            self.ctx.close()
+            raise
+
+    def _pick_gid(self, n: int, wanted: int | None, allow_remote: bool) -> tuple[int, bytes]:
+        candidates = [wanted] if wanted is not None else range(n)
+        for idx in candidates:
+            try:
+                raw = hs.gid_bytes(str(self.ctx.query_gid(self.port, idx)))
+            except (PyverbsError, ValueError):
+                continue
+            if hs.is_loopback_gid(raw) or (allow_remote and wanted is not None and raw[10:12] == b"\xff\xff"):
+                return idx, raw
+        where = f"GID index {wanted}" if wanted is not None else "any GID index"
+        raise DataplaneError(f"{self.name} port {self.port}: no IPv4-mapped loopback GID at {where} "
+                             "(rxe on lo gives ::ffff:127.0.0.1 at index 1)")
+
+    def close(self) -> None:
+        ctx, self.ctx = self.ctx, None
+        if ctx is not None:
+            ctx.close()  # closes the PD, CQ, QP and MRs under it
+
+
+# ------------------------------------------------------------ channel --
+
+_LAZY_OPS = ("send", "try_send", "recv", "try_recv", "recv_into", "recv_view", "send_many", "recv_many", "send_all")
+
+
+class RdmaChannel:
+    """One end of an RDMA channel: :func:`connect` or :func:`bind` it (or
+    take it from :meth:`RdmaListener.accept`).  The Channel API, plus
+    :meth:`flush` and the ``tx_ring``/``rx_ring`` shadow and receive rings.
+    Use one thread per direction at most (a sender and a receiver may be
+    different threads)."""
+
+    transport = "rdma"
+
+    def __init__(self, url: str = "", *, busy_poll: bool = False) -> None:
+        self.url = url
+        self._busy = busy_poll
+        self._closed = False
+        self._up = False
+        self._gone: str | None = None
+        self._lock = threading.Lock()  # the QP, its send accounting, slots
+        self._sock_lock = threading.Lock()
+        self._dev: _Device | None = None
+        self._maps: list[mmap.mmap] = []
+        self._views: list[memoryview] = []
+        self.rx_ring: Ring | None = None
+        self.tx_ring: Ring | None = None
+        self._sock: socket.socket | None = None
+        self._monitor: threading.Thread | None = None
+        self._listener: RdmaListener | None = None
+        self.peer_max_message = 0
+
+    # ---------------------------------------------------------- set-up --
+
+    def _setup(self, sock: socket.socket, initiator: bool, deadline: float | None, dev_args: dict, capacity: int,
+               max_message: int | None, allow_remote: bool, max_peer_capacity: int,
+               hello_hook: Callable[[hs.Hello], hs.Hello] | None = None) -> None:
+        """The handshake (module doc of rdma_handshake) and every resource.
+        On failure everything is released and the peer told why."""
+        self._sock = sock
+        self._gone = None
+        try:
+            self._setup_inner(sock, initiator, deadline, dev_args, capacity, max_message, allow_remote,
+                              max_peer_capacity, hello_hook)
+        except BaseException as e:
+            if isinstance(e, (HandshakeError, DataplaneError, PyverbsError, ValueError)):
+                hs.send_error(sock, f"{type(e).__name__}: {e}")
+            self._release()
+            if isinstance(e, PyverbsError):
+                raise HandshakeError(f"RDMA set-up failed: {e}") from e
+            raise
+        self._up = True
+        self._monitor = threading.Thread(target=self._watch, name=f"rdma-monitor-{self.url}", daemon=True)
+        self._monitor.start()
+
+    def _setup_inner(self, sock, initiator, deadline, dev_args, capacity, max_message, allow_remote,
+                     max_peer_capacity, hello_hook) -> None:
+        if max_message is None:
+            max_message = max_message_for(capacity)
+        dev = self._dev = _Device(allow_remote=allow_remote, **dev_args)
+        # Receive ring: anonymous shared memory (page aligned), data area and
+        # head word registered for remote write.
+        rx_map = mmap.mmap(-1, lib.dp_ring_segment_size(capacity))
+        self.rx_ring = Ring.over(rx_map, init=True, capacity=capacity, max_message=max_message)
+        rx_base = _addr_of(rx_map)
+        self._rx_data_mr = MR(dev.pd, capacity, _ACCESS_REMOTE, address=rx_base + DATA_OFF)
+        self._rx_head_mr = MR(dev.pd, 8, _ACCESS_REMOTE, address=rx_base + HEAD_OFF)
+        self._rx_tail = _word(rx_map, TAIL_OFF)
+        self._views.append(self._rx_tail)
+        # Value slots for head and credit writes (each post gets its own
+        # until completion, should inline be unavailable).
+        self._slot_n = 2 * SQ_DEPTH
+        slots = mmap.mmap(-1, max(4096, 8 * self._slot_n))
+        self._maps.append(slots)
+        self._slots_addr = _addr_of(slots)
+        self._slots = memoryview(slots).cast("Q")
+        self._views.append(self._slots)
+        self._slots_mr = MR(dev.pd, len(slots), _e.IBV_ACCESS_LOCAL_WRITE, address=self._slots_addr)
+        # The QP.
+        self._qp, self._inline = self._make_qp(dev)
+        psn = random.randrange(1 << 24)
+        mine = hs.Hello(gid=dev.gid, qpn=self._qp.qp_num, psn=psn, mtu=dev.mtu, capacity=capacity,
+                        max_message=max_message, data_addr=rx_base + DATA_OFF, data_len=capacity,
+                        data_rkey=self._rx_data_mr.rkey, head_addr=rx_base + HEAD_OFF, head_rkey=self._rx_head_mr.rkey)
+        if hello_hook is not None:
+            mine = hello_hook(mine)  # tests: a hostile peer
+        # 1. HELLO both ways (connector first).
+        if initiator:
+            hs.send_frame(sock, hs.HELLO, mine.pack())
+            peer = hs.Hello.unpack(hs.expect(sock, hs.HELLO, deadline, "handshake (HELLO)"))
+        else:
+            peer = hs.Hello.unpack(hs.expect(sock, hs.HELLO, deadline, "handshake (HELLO)"))
+            hs.validate_hello(peer, allow_remote=allow_remote, max_capacity=max_peer_capacity)
+            hs.send_frame(sock, hs.HELLO, mine.pack())
+        hs.validate_hello(peer, allow_remote=allow_remote, max_capacity=max_peer_capacity)
+        self.peer = peer
+        self.peer_max_message = peer.max_message
+        # 2. The shadow of the peer's ring, and its tail word as credit MR.
+        tx_map = mmap.mmap(-1, lib.dp_ring_segment_size(peer.capacity))
+        self.tx_ring = Ring.over(tx_map, init=True, capacity=peer.capacity, max_message=peer.max_message)
+        tx_base = _addr_of(tx_map)
+        self._tx_base = tx_base
+        self._tx_data_mr = MR(dev.pd, peer.capacity, _e.IBV_ACCESS_LOCAL_WRITE, address=tx_base + DATA_OFF)
+        self._credit_mr = MR(dev.pd, 8, _ACCESS_REMOTE, address=tx_base + TAIL_OFF)
+        self._tx_head = _word(tx_map, HEAD_OFF)
+        self._views.append(self._tx_head)
+        hs.send_frame(sock, hs.CREDIT, hs.pack_credit(tx_base + TAIL_OFF, self._credit_mr.rkey))
+        self._peer_credit_addr, self._peer_credit_rkey = hs.unpack_credit(hs.expect(sock, hs.CREDIT, deadline, "handshake (CREDIT)"))
+        # 3. QP to RTS, then READY both ways.
+        self._connect_qp(dev, peer, psn)
+        hs.send_frame(sock, hs.READY)
+        hs.expect(sock, hs.READY, deadline, "handshake (READY)")
+        # 4. Probe the peer's memory with writes that change nothing.
+        self._init_send_state()
+        err = self._probe(deadline)
+        if err:
+            hs.send_frame(sock, hs.PROBE, b"\x01" + err.encode()[:500])
+            raise HandshakeError(f"the peer's memory is not writable as advertised: {err}")
+        hs.send_frame(sock, hs.PROBE, b"\x00")
+        res = hs.expect(sock, hs.PROBE, deadline, "handshake (PROBE)")
+        if res[:1] != b"\x00":
+            raise HandshakeError(f"the peer could not write into our ring: {res[1:].decode('utf-8', 'replace')}")
+        if self._busy:
+            self.rx_ring.busy_poll = True
+            self.tx_ring.busy_poll = True
+        sock.settimeout(None)
+
+    def _make_qp(self, dev: _Device) -> tuple[QP, int]:
+        last: Exception | None = None
+        for inline in (INLINE_WANT, 64, 0):
+            cap = QPCap(max_send_wr=SQ_DEPTH, max_recv_wr=1, max_send_sge=1, max_recv_sge=1, max_inline_data=inline)
+            try:
+                qp = QP(dev.pd, QPInitAttr(qp_type=_e.IBV_QPT_RC, scq=dev.cq, rcq=dev.cq, cap=cap, sq_sig_all=0))
+            except PyverbsError as e:
+                last = e
+                continue
+            attr = QPAttr(port_num=dev.port)
+            attr.qp_access_flags = _ACCESS_REMOTE
+            qp.to_init(attr)
+            return qp, inline
+        raise DataplaneError(f"cannot create an RC QP on {dev.name}: {last}")
+
+    def _connect_qp(self, dev: _Device, peer: hs.Hello, psn: int) -> None:
+        gid = GID()
+        gid.gid = hs.gid_str(peer.gid)
+        attr = QPAttr(port_num=dev.port)
+        attr.path_mtu = min(dev.mtu, peer.mtu)
+        attr.dest_qp_num = peer.qpn
+        attr.rq_psn = peer.psn
+        attr.max_dest_rd_atomic = 1
+        attr.min_rnr_timer = 12
+        attr.ah_attr = AHAttr(gr=GlobalRoute(dgid=gid, sgid_index=dev.gid_index), is_global=1, port_num=dev.port)
+        self._qp.to_rtr(attr)
+        attr.sq_psn = psn
+        attr.timeout = 14  # 4.096 us * 2^14 = 67 ms per try
+        attr.retry_cnt = 7
+        attr.rnr_retry = 7
+        attr.max_rd_atomic = 1
+        self._qp.to_rts(attr)
+
+    def _init_send_state(self) -> None:
+        peer, dev = self.peer, self._dev
+        self._cap = peer.capacity
+        self._mask = peer.capacity - 1
+        self._tx_data = self._tx_base + DATA_OFF
+        self._rdata, self._rdata_rkey = peer.data_addr, peer.data_rkey
+        self._pushed = 0  # shadow head already written to the peer
+        self._wqe = 0  # work requests posted
+        self._done = 0  # ... known completed
+        self._last_sig = 0
+        self._credited = 0  # our tail last written to the peer
+        self._quarter = max(self.rx_ring.capacity // 4, 8)
+        lk = self._tx_data_mr.lkey
+        # Chain a -> b -> h: a is the first range when the records wrapped.
+        self._sge_a = SGE(self._tx_data, 8, lk)
+        self._sge_b = SGE(self._tx_data, 8, lk)
+        self._sge_h = SGE(self._slots_addr, 8, self._slots_mr.lkey)
+        self._sge_c = SGE(self._slots_addr, 8, self._slots_mr.lkey)
+        self._hflags = _INLINE if self._inline >= 8 else 0
+        mk = SendWR
+        self._wr_a = mk(opcode=_WR_WRITE, num_sge=1, sg=[self._sge_a], send_flags=0)
+        self._wr_b = mk(opcode=_WR_WRITE, num_sge=1, sg=[self._sge_b], send_flags=0)
+        self._wr_h = mk(opcode=_WR_WRITE, num_sge=1, sg=[self._sge_h], send_flags=self._hflags)
+        self._wr_c = mk(opcode=_WR_WRITE, num_sge=1, sg=[self._sge_c], send_flags=self._hflags)
+        # Point each WR at its SGE object, so that updating the SGE updates
+        # the WR (SendWR copies the list it is built with).
+        self._wr_a.sg_list = self._sge_a
+        self._wr_b.sg_list = self._sge_b
+        self._wr_h.sg_list = self._sge_h
+        self._wr_c.sg_list = self._sge_c
+        self._wr_a.next_wr = self._wr_b
+        self._wr_b.next_wr = self._wr_h
+        self._wr_h.set_wr_rdma(peer.head_rkey, peer.head_addr)
+        self._wr_c.set_wr_rdma(self._peer_credit_rkey, self._peer_credit_addr)
+        self._flags_a = self._flags_b = 0
+
+    def _probe(self, deadline: float | None) -> str:
+        """Write the peer's head (0), the first and last word of its data area
+        (0) and its credit word (0); '' when all completed."""
+        peer = self.peer
+        self._slots[0] = 0
+        targets = [(peer.head_rkey, peer.head_addr), (peer.data_rkey, peer.data_addr),
+                   (peer.data_rkey, peer.data_addr + peer.capacity - 8),
+                   (self._peer_credit_rkey, self._peer_credit_addr)]
+        for rkey, addr in targets:
+            sge = SGE(self._slots_addr, 8, self._slots_mr.lkey)
+            wr = SendWR(wr_id=1, opcode=_WR_WRITE, num_sge=1, sg=[sge], send_flags=_SIGNALED)
+            wr.set_wr_rdma(rkey, addr)
+            self._qp.post_send(wr)
+            while True:
+                n, wcs = self._dev.cq.poll(1)
+                if n:
+                    wc = wcs[0]
+                    if wc.status != _WC_OK:
+                        return f"RDMA write to {addr:#x} (rkey {rkey:#x}) failed: {_wc_error(wc)}"
+                    break
+                if deadline is not None and time.monotonic() > deadline:
+                    raise Timeout("handshake: probe write not acknowledged in time")
+                time.sleep(0)
+        return ""
+
+    # ------------------------------------------------- side-channel thread --
+
+    def _watch(self) -> None:
+        sock = self._sock
+        why = "the peer closed the connection"
+        try:
+            while True:
+                try:
+                    kind, _ = hs.recv_frame(sock, None, "side channel")
+                except (PeerGone, OSError) as e:
+                    why = f"side channel lost: {e}"
+                    break
+                except (HandshakeError, DataplaneError) as e:
+                    why = f"protocol violation on the side channel: {e}"
+                    break
+                if kind == hs.CREDIT_REQ:
+                    if self._closed or self._gone:
+                        continue
+                    try:
+                        self._credit(self._rx_tail[0])
+                    except (DataplaneError, PyverbsError, ValueError) as e:
+                        why = f"could not return credit: {e}"
+                        break
+                elif kind == hs.CLOSE:
+                    why = "the peer closed the channel"
+                    break
+                else:
+                    why = f"unexpected {kind!r} frame on the side channel"
+                    break
+        finally:
+            self._mark_gone(why)
+
+    def _mark_gone(self, why: str) -> None:
+        if self._gone is None:
+            self._gone = why
+        for ring in (self.rx_ring, self.tx_ring):
+            if ring is not None:
+                try:
+                    ring.mark_peer_gone()
+                except (InvalidState, AttributeError):
+                    pass
+
+    def _request_credit(self) -> None:
+        if self._gone or self._sock is None:
+            return
+        try:
+            with self._sock_lock:
+                hs.send_frame(self._sock, hs.CREDIT_REQ)
+        except OSError as e:
+            self._mark_gone(f"side channel lost: {e}")
+
+    # --------------------------------------------------------- posting --
+
+    def _push(self) -> None:
+        """RDMA-write what the shadow ring gained since the last push, then
+        its head."""
+        head = self._tx_head[0]
+        old = self._pushed
+        n = head - old
+        if n == 0:
+            return
+        o = old & self._mask
+        with self._lock:
+            k = self._wqe
+            if k + 3 - self._done > SQ_DEPTH:
+                self._reap(k + 3 - SQ_DEPTH)
+            if o + n <= self._cap:
+                first = self._wr_b
+                sge = self._sge_b
+                sge.addr = self._tx_data + o
+                sge.length = n
+                self._wr_b.set_wr_rdma(self._rdata_rkey, self._rdata + o)
+                f = _INLINE if n <= self._inline else 0
+                if f != self._flags_b:
+                    self._wr_b.send_flags = self._flags_b = f
+                k += 2
+            else:
+                a = self._cap - o
+                first = self._wr_a
+                self._sge_a.addr = self._tx_data + o
+                self._sge_a.length = a
+                self._wr_a.set_wr_rdma(self._rdata_rkey, self._rdata + o)
+                self._sge_b.addr = self._tx_data
+                self._sge_b.length = n - a
+                self._wr_b.set_wr_rdma(self._rdata_rkey, self._rdata)
+                f = _INLINE if a <= self._inline else 0
+                if f != self._flags_a:
+                    self._wr_a.send_flags = self._flags_a = f
+                f = _INLINE if n - a <= self._inline else 0
+                if f != self._flags_b:
+                    self._wr_b.send_flags = self._flags_b = f
+                k += 3
+            slot = k % self._slot_n
+            self._slots[slot] = head
+            self._sge_h.addr = self._slots_addr + 8 * slot
+            wr_h = self._wr_h
+            if k - self._last_sig >= SIGNAL_EVERY:
+                wr_h.send_flags = self._hflags | _SIGNALED
+                wr_h.wr_id = k
+                self._last_sig = k
+                try:
+                    self._qp.post_send(first)
+                finally:
+                    wr_h.send_flags = self._hflags
+            else:
+                self._qp.post_send(first)
+            self._wqe = k
+            self._pushed = head
+
+    def _credit(self, tail: int) -> None:
+        """RDMA-write our consumer index into the peer's shadow tail."""
+        with self._lock:
+            if self._closed or not self._up:
+                return
+            k = self._wqe
+            if k + 1 - self._done > SQ_DEPTH:
+                self._reap(k + 1 - SQ_DEPTH)
+            k += 1
+            slot = k % self._slot_n
+            self._slots[slot] = tail
+            self._sge_c.addr = self._slots_addr + 8 * slot
+            wr = self._wr_c
+            if k - self._last_sig >= SIGNAL_EVERY:
+                wr.send_flags = self._hflags | _SIGNALED
+                wr.wr_id = k
+                self._last_sig = k
+                try:
+                    self._qp.post_send(wr)
+                finally:
+                    wr.send_flags = self._hflags
+            else:
+                self._qp.post_send(wr)
+            self._wqe = k
+            if tail > self._credited:
+                self._credited = tail
+
+    def _reap(self, need: int | None, deadline: float | None = None) -> None:
+        """Poll completions; with ``need``, until that many WRs completed.
+        Caller holds the lock."""
+        cq = self._dev.cq
+        while True:
+            n, wcs = cq.poll(32)
+            for i in range(n):
+                wc = wcs[i]
+                if wc.status != _WC_OK:
+                    why = f"an RDMA write failed: {_wc_error(wc)}"
+                    self._mark_gone(why)
+                    raise PeerGone(why)
+                if wc.wr_id > self._done:
+                    self._done = wc.wr_id
+            if need is None or self._done >= need:
+                return
+            if n == 0:
+                if self._gone:
+                    raise PeerGone(self._gone)
+                if deadline is not None and time.monotonic() > deadline:
+                    raise Timeout("RDMA writes not acknowledged in time")
+                time.sleep(0)
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until every write posted so far has been acknowledged by the
+        peer (the data is in its ring)."""
+        check_timeout(timeout)
+        if not self._up:
+            return
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            if self._done >= self._wqe:
+                return
+            if self._wqe > self._last_sig:
+                # Re-write the current head, signaled: completes after all.
+                k = self._wqe + 1
+                if k - self._done > SQ_DEPTH:
+                    self._reap(k - SQ_DEPTH, deadline)
+                slot = k % self._slot_n
+                self._slots[slot] = self._pushed
+                self._sge_h.addr = self._slots_addr + 8 * slot
+                wr_h = self._wr_h
+                wr_h.send_flags = self._hflags | _SIGNALED
+                wr_h.wr_id = k
+                try:
+                    self._qp.post_send(wr_h)
+                finally:
+                    wr_h.send_flags = self._hflags
+                self._wqe = self._last_sig = k
+            self._reap(self._wqe, deadline)
+
+    # ------------------------------------------------------ Channel API --
+
+    @property
+    def max_message(self) -> int:
+        if not self._up:
+            return 0
+        return min(self.peer_max_message, self.rx_ring.max_message)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def busy_poll(self) -> bool:
+        return self._busy
+
+    @busy_poll.setter
+    def busy_poll(self, on: bool) -> None:
+        self._busy = bool(on)
+        if self._up:
+            self.rx_ring.busy_poll = self._busy
+            self.tx_ring.busy_poll = self._busy
+
+    def peer_alive(self) -> bool | None:
+        if not self._up:
+            return None
+        return self._gone is None
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise InvalidState("channel is closed")
+
+    def _blocking(self, op: Callable[[float], Any], timeout: float | None, what: str) -> Any:
+        """Run ``op(slice)`` until it succeeds, asking the peer for credit
+        between slices."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            self._request_credit()
+            left = CREDIT_RETRY if deadline is None else min(CREDIT_RETRY, max(0.0, deadline - time.monotonic()))
+            try:
+                return op(left)
+            except (Timeout, WouldBlock):
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise Timeout(f"{what}: no room at the peer within {timeout} s") from None
+
+    def send(self, data: Any, timeout: float | None = None) -> None:
+        """Send one message, waiting up to ``timeout`` for room at the peer."""
+        ring = self.tx_ring
+        if ring is None:
+            self._check_open()
+            raise InvalidState("channel is not connected")
+        if not ring.try_send(data):
+            if timeout == 0:
+                self._request_credit()
+                raise WouldBlock("send: no room at the peer")
+            check_timeout(timeout)
+            self._blocking(lambda t: ring.send(data, t), timeout, "send")
+        self._push()
+
+    def try_send(self, data: Any) -> bool:
+        ring = self.tx_ring
+        if ring is None:
+            self._check_open()
+            raise InvalidState("channel is not connected")
+        if ring.try_send(data):
+            self._push()
+            return True
+        self._request_credit()
+        return False
+
+    def send_many(self, messages: Iterable[Any], timeout: float | None = None) -> int:
+        """As many of ``messages`` as fit (waiting for the first), formatted
+        in one C call and written with one RDMA range + one head write."""
+        msgs = messages if isinstance(messages, (list, tuple)) else list(messages)
+        if not msgs:
+            return 0
+        ring = self.tx_ring
+        if ring is None:
+            self._check_open()
+            raise InvalidState("channel is not connected")
+        try:
+            n = ring.send_many(msgs, 0)
+        except WouldBlock:
+            if timeout == 0:
+                self._request_credit()
+                raise WouldBlock("send_many: no room at the peer") from None
+            check_timeout(timeout)
+            n = self._blocking(lambda t: ring.send_many(msgs, t), timeout, "send_many")
+        self._push()
+        return n
+
+    def send_all(self, messages: Iterable[Any], timeout: float | None = None) -> None:
+        msgs = messages if isinstance(messages, (list, tuple)) else list(messages)
+        i = 0
+        while i < len(msgs):
+            i += self.send_many(msgs[i:], timeout)
+
+    def _after_recv(self) -> None:
+        t = self._rx_tail[0]
+        if t - self._credited >= self._quarter:
+            self._credit(t)
+
+    def recv(self, timeout: float | None = None) -> bytes:
+        ring = self.rx_ring
+        if ring is None:
+            self._check_open()
+            raise InvalidState("channel is not connected")
+        data = ring.recv(timeout)
+        if self._rx_tail[0] - self._credited >= self._quarter:
+            self._credit(self._rx_tail[0])
+        return data
+
+    def try_recv(self) -> bytes | None:
+        ring = self.rx_ring
+        if ring is None:
+            self._check_open()
+            raise InvalidState("channel is not connected")
+        data = ring.try_recv()
+        if data is not None:
+            self._after_recv()
+        return data
+
+    def recv_into(self, buffer: Any, timeout: float | None = None) -> int:
+        ring = self.rx_ring
+        if ring is None:
+            self._check_open()
+            raise InvalidState("channel is not connected")
+        n = ring.recv_into(buffer, timeout)
+        self._after_recv()
+        return n
+
+    def recv_view(self, timeout: float | None = None) -> RecvView:
+        """The next message in place, in the receive ring; credit for it
+        goes back after it is released (with a later receive)."""
+        ring = self.rx_ring
+        if ring is None:
+            self._check_open()
+            raise InvalidState("channel is not connected")
+        self._after_recv()
+        return ring.recv_view(timeout)
+
+    def recv_many(self, max_messages: int = 256, timeout: float | None = None, max_bytes: int = 1 << 20) -> list[bytes]:
+        ring = self.rx_ring
+        if ring is None:
+            self._check_open()
+            raise InvalidState("channel is not connected")
+        out = ring.recv_many(max_messages, timeout, max_bytes)
+        self._after_recv()
+        return out
+
+    # ---------------------------------------------------------- closing --
+
+    def close(self) -> None:
+        """Flush what was sent (bounded), tell the peer, release everything.
+        The peer sees PeerGone once it has received what we sent."""
+        if self._closed:
+            return
+        if self._up and not self._gone:
+            try:
+                self.flush(CLOSE_FLUSH_TIMEOUT)
+            except (DataplaneError, PyverbsError) as e:
+                log.debug("close: flush failed: %s", e)
+        self._closed = True
+        sock = self._sock
+        if sock is not None and self._up and not self._gone:
+            try:
+                with self._sock_lock:
+                    sock.settimeout(0.5)
+                    hs.send_frame(sock, hs.CLOSE)
+            except OSError:
+                pass
+        self._teardown()
+
+    def _teardown(self) -> None:
+        self._closed = True
+        self._release()
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+
+    def _release(self) -> None:
+        """Free the connection's resources (the object may set up again)."""
+        self._up = False
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+        mon = self._monitor
+        if mon is not None and mon is not threading.current_thread():
+            mon.join(2.0)
+        with self._lock:
+            if self._dev is not None:
+                self._dev.close()  # deregisters every MR before the memory goes
+                self._dev = None
+        for v in self._views:
+            try:
+                v.release()
+            except (BufferError, ValueError):
+                pass
+        self._views.clear()
+        for ring in (self.rx_ring, self.tx_ring):
+            if ring is not None:
+                ring.close()
+        self.rx_ring = self.tx_ring = None
+        for m in self._maps:
+            try:
+                m.close()
+            except BufferError:
+                pass
+        self._maps.clear()
+        self._monitor = None
+
+    def __enter__(self) -> RdmaChannel:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if not getattr(self, "_closed", True):
+            try:
+                self._teardown()
+            except Exception:
+                pass
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("connected" if self._up else "waiting for its peer")
+        return f"<RdmaChannel {self.url} {state}>"
+
+
+# ---------------------------------------------------------- listening --
+
+class RdmaListener:
+    """Accepts RDMA channels on a TCP side channel bound to ``host:port``
+    (port 0: a free port, see :attr:`port`)."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, device: str | None = None, *,
+                 capacity: int = DEFAULT_CAPACITY, max_message: int | None = None, timeout: float | None = DEFAULT_TIMEOUT,
+                 busy_poll: bool = False, ib_port: int = 1, gid_index: int | None = None, allow_remote: bool = False,
+                 max_peer_capacity: int = hs.DEFAULT_MAX_PEER_CAPACITY, backlog: int = 16) -> None:
+        _check_geometry(capacity, max_message)
+        check_timeout(timeout)
+        self.device = device
+        self._opts = dict(capacity=capacity, max_message=max_message, busy_poll=busy_poll,
+                          dev_args=dict(name=device, ib_port=ib_port, gid_index=gid_index),
+                          allow_remote=allow_remote, max_peer_capacity=max_peer_capacity)
+        self.timeout = timeout
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self._sock.bind((host, port))
+            self._sock.listen(backlog)
+        except BaseException:
+            self._sock.close()
+            raise
+        self.host = host
+        self.port = self._sock.getsockname()[1]
+
+    @property
+    def url(self) -> str:
+        h = f"[{self.host}]" if ":" in self.host else self.host
+        q = f"?device={self.device}" if self.device else ""
+        return f"rdma://{h}:{self.port}{q}"
+
+    def accept(self, timeout: float | None = None, *, hello_hook: Callable[[hs.Hello], hs.Hello] | None = None) -> RdmaChannel:
+        """The next peer's channel.  Timeout if none connects in ``timeout``;
+        HandshakeError if the one that does is not a valid peer (the listener
+        stays usable)."""
+        check_timeout(timeout)
+        conn = self._accept_raw(timeout)
+        ch = RdmaChannel(self.url, busy_poll=self._opts["busy_poll"])
+        self._handshake(conn, ch, hello_hook)
+        return ch
+
+    def _handshake(self, conn: socket.socket, ch: RdmaChannel, hello_hook=None) -> None:
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        o = self._opts
+        ch._setup(conn, False, deadline, o["dev_args"], o["capacity"], o["max_message"], o["allow_remote"],
+                  o["max_peer_capacity"], hello_hook)
+
+    def _accept_raw(self, timeout: float | None) -> socket.socket:
+        if self._sock is None:
+            raise InvalidState("listener is closed")
+        self._sock.settimeout(timeout)
+        try:
+            conn, _ = self._sock.accept()
+        except socket.timeout:
+            raise Timeout(f"no RDMA peer connected to {self.url} within {timeout} s") from None
+        return conn
+
+    def close(self) -> None:
+        s, self._sock = self._sock, None
+        if s is not None:
+            s.close()
+
+    def __enter__(self) -> RdmaListener:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _check_geometry(capacity: int, max_message: int | None) -> None:
+    if not isinstance(capacity, int) or capacity < hs.MIN_CAPACITY or capacity & (capacity - 1):
+        raise ValueError(f"capacity must be a power of two >= {hs.MIN_CAPACITY}, not {capacity!r}")
+    if max_message is not None and not 0 < max_message <= max_message_for(capacity):
+        raise ValueError(f"max_message must be in 1..{max_message_for(capacity)} for capacity {capacity}")
+
+
+def _coerce(opts: dict[str, Any]) -> dict[str, Any]:
+    """URL options arrive as strings."""
+    from dataplane.transport.url import pop_bool, pop_float, pop_int, reject_unknown
+
+    out: dict[str, Any] = {}
+    o = dict(opts)
+    for k in ("capacity", "max_message", "ib_port", "gid_index", "max_peer_capacity"):
+        if k in o:
+            out[k] = pop_int(o, k, None)
+    if "timeout" in o:
+        out["timeout"] = pop_float(o, "timeout", DEFAULT_TIMEOUT)
+    for k in ("busy_poll", "allow_remote"):
+        if k in o:
+            out[k] = pop_bool(o, k, False)
+    for k in ("hello_hook",):
+        if k in o:
+            out[k] = o.pop(k)
+    reject_unknown(o, "rdma://")
+    return out
+
+
+def listen(host: str = "127.0.0.1", port: int = 0, device: str | None = None, **opts: Any) -> RdmaListener:
+    """An :class:`RdmaListener` (options as for :func:`bind`)."""
+    o = _coerce(opts)
+    o.pop("hello_hook", None)
+    return RdmaListener(host, port, device, **o)
+
+
+class _BoundChannel(RdmaChannel):
+    """``bind``: a channel whose peer is accepted on first use; hostile or
+    broken connection attempts are dropped (logged) until a valid peer
+    arrives or the operation's timeout expires."""
+
+    def __init__(self, listener: RdmaListener) -> None:
+        super().__init__(listener.url, busy_poll=listener._opts["busy_poll"])
+        self._listener = listener
+        for name in _LAZY_OPS:
+            setattr(self, name, self._lazy(name))
+
+    def _lazy(self, name: str) -> Callable[..., Any]:
+        def call(*args: Any, **kw: Any) -> Any:
+            self._check_open()
+            if name in ("try_send", "try_recv"):
+                wait: float | None = 0.0
+            else:
+                wait = kw.get("timeout", _positional_timeout(name, args))
+            if not self._accept(wait):
+                return False if name == "try_send" else None
+            return getattr(RdmaChannel, name)(self, *args, **kw)
+
+        return call
+
+    def _accept(self, timeout: float | None) -> bool:
+        check_timeout(timeout)
+        listener = self._listener
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else max(1e-6, deadline - time.monotonic())
+            try:
+                conn = listener._accept_raw(left)
+            except Timeout:
+                if timeout == 0:
+                    return False
+                raise
+            try:
+                listener._handshake(conn, self)
+            except (HandshakeError, PeerGone, OSError) as e:
+                log.warning("%s: dropped a connection attempt: %s", self.url, e)
+                continue
+            except Timeout as e:
+                log.warning("%s: dropped a silent connection attempt: %s", self.url, e)
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+                continue
+            break
+        for name in _LAZY_OPS:
+            self.__dict__.pop(name, None)
+        return True
+
+    def close(self) -> None:
+        super().close()
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+
+
+def _positional_timeout(name: str, args: tuple) -> float | None:
+    idx = {"send": 1, "recv": 0, "recv_into": 1, "recv_view": 0, "send_many": 1, "recv_many": 1, "send_all": 1}[name]
+    return args[idx] if len(args) > idx else None
+
+
+def bind(host: str = "127.0.0.1", port: int = 0, device: str | None = None, **opts: Any) -> RdmaChannel:
+    """The listening end of one channel: binds ``host:port`` now and accepts
+    its peer on first use.  Options: capacity, max_message, timeout
+    (handshake), busy_poll, ib_port, gid_index, allow_remote,
+    max_peer_capacity."""
+    o = _coerce(opts)
+    o.pop("hello_hook", None)
+    return _BoundChannel(RdmaListener(host, port, device, **o))
+
+
+def connect(host: str, port: int, device: str | None = None, **opts: Any) -> RdmaChannel:
+    """Connect to an RDMA listener, waiting up to ``timeout`` (default 10 s)
+    for it to exist and complete the handshake."""
+    o = _coerce(opts)
+    timeout = o.pop("timeout", DEFAULT_TIMEOUT)
+    hook = o.pop("hello_hook", None)
+    capacity = o.pop("capacity", DEFAULT_CAPACITY)
+    max_message = o.pop("max_message", None)
+    busy = o.pop("busy_poll", False)
+    allow_remote = o.pop("allow_remote", False)
+    max_peer = o.pop("max_peer_capacity", hs.DEFAULT_MAX_PEER_CAPACITY)
+    dev_args = dict(name=device, ib_port=o.pop("ib_port", 1), gid_index=o.pop("gid_index", None))
+    _check_geometry(capacity, max_message)
+    check_timeout(timeout)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    url = f"rdma://{host}:{port}" + (f"?device={device}" if device else "")
+    delay = 0.005
+    while True:
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            raise Timeout(f"no RDMA listener answered at {host}:{port} within {timeout} s")
+        try:
+            sock = socket.create_connection((host, port), timeout=left)
+            break
+        except ConnectionRefusedError:
+            time.sleep(min(delay, left) if left is not None else delay)
+            delay = min(delay * 2, 0.1)
+        except socket.timeout:
+            raise Timeout(f"no RDMA listener answered at {host}:{port} within {timeout} s") from None
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    ch = RdmaChannel(url, busy_poll=busy)
+    ch._setup(sock, True, deadline, dev_args, capacity, max_message, allow_remote, max_peer, hook)
+    return ch
+
+
+__all__ = ["RdmaChannel", "RdmaListener", "bind", "connect", "listen"]
