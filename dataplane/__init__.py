@@ -16,7 +16,35 @@ from dataplane.ring import Reservation, Ring, RecvView
 
 __version__ = "0.1.0"
 
-__all__ = [
+# Heavier subsystems load on first use, so `import dataplane` stays cheap and
+# a missing optional dependency only affects the feature that needs it.
+_LAZY = {
+    "Channel": "dataplane.transport",
+    "ProtocolError": "dataplane.transport",
+    "bind": "dataplane.transport",
+    "connect": "dataplane.transport",
+    "Executor": "dataplane.executor",
+    "Result": "dataplane.executor",
+    "Counters": "dataplane.executor",
+    "StealQueues": "dataplane.executor",
+    "WorkerCrashed": "dataplane.executor",
+    "HandlerError": "dataplane.executor",
+    "Cancelled": "dataplane.executor",
+    "POLICIES": "dataplane.executor",
+}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dataplane' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+__all__ = sorted(_LAZY) + [
     "DataplaneError",
     "HandshakeError",
     "InvalidState",

@@ -45,7 +45,7 @@ def test_slow_worker_cut_off_within_one_window_then_probed_and_restored():
     jump = clock.now()
     opened = feed(br, clock, 7e-3, 2.0, until_state=BreakerState.OPEN)
     assert opened is not None and opened - jump <= WINDOW
-    # p99 > 5 ms as soon as more than 1% of the window's ~3000 results are slow.
+    # p99 > 5 ms as soon as more than 1% of the window's ~1000 results are slow.
     assert opened - jump < 0.05
     assert "latency" in br.last_trip_reason
     # Still slow: every probe fails and the back-off doubles: 0.25, 0.5, 1, 2 s.

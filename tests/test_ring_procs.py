@@ -160,7 +160,8 @@ def test_busy_poll_consumer_does_spin(ring_name):
         assert r.recv(timeout=10) == b"wake"
         wall = time.monotonic() - t0
         cpu = time.process_time() - cpu0
-        assert cpu > 0.5 * wall
+        # Far above the futex waiter's few percent, with room for a busy machine.
+        assert cpu > 0.2 * wall, f"busy-poll used only {cpu:.3f} s CPU in {wall:.3f} s"
         p.join(5)
 
 

@@ -2,7 +2,6 @@
 in one process, then several real processes consuming at once."""
 import multiprocessing as mp
 import os
-import signal
 import time
 import uuid
 

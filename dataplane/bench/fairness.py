@@ -189,7 +189,8 @@ def run(args) -> int:
                 f = o.facts
                 print(f"  live {o.label if o in noisy else o.facts['scheduler']}: sender behind mean "
                       f"{f['sender_behind_mean_us']:.0f} µs, max {f['sender_behind_max_ms']:.1f} ms; "
-                      f"breaker trips {f['breaker_trips']}; unfinished {f['unfinished']}")
+                      f"workers busy {f['worker_utilization']:.0%}; breaker trips {f['breaker_trips']}; "
+                      f"unfinished {f['unfinished']}")
 
     over = []
     if not args.no_overhead:

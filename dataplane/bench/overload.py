@@ -117,8 +117,8 @@ def run(args) -> int:
             f = o.facts
             print(f"  live {o.label} {f['load']:g}x: capacity {f['capacity_before']:.0f}/s before, "
                   f"{f['capacity_after']:.0f}/s after; sender behind schedule mean {f['sender_behind_mean_us']:.0f} µs, "
-                  f"max {f['sender_behind_max_ms']:.1f} ms; unfinished at drain {f['unfinished']}; "
-                  f"breaker trips {f['breaker_trips']}")
+                  f"max {f['sender_behind_max_ms']:.1f} ms; workers busy {f['worker_utilization']:.0%}; "
+                  f"unfinished at drain {f['unfinished']}; breaker trips {f['breaker_trips']}")
 
     print()
     failed = False

@@ -67,8 +67,10 @@ def _echo_server(port: int, size: int, iters: int, cpus: list[int] | None, ready
     _pin(cpus)
     from dataplane.transport import rdma
 
-    ch = rdma.bind("127.0.0.1", port, DEVICE, capacity=1 << 16, busy_poll=True, timeout=60)
+    lst = rdma.listen("127.0.0.1", port, DEVICE, capacity=1 << 16, busy_poll=True, timeout=60)
     ready.put(1)
+    ch = lst.accept(120)
+    lst.close()
     recv, send = ch.recv, ch.send
     for _ in range(iters):
         send(recv(60))
@@ -114,7 +116,9 @@ def _sink(port: int, size: int, count: int, capacity: int, cpus: list[int] | Non
     _pin(cpus)
     from dataplane.transport import rdma
 
-    ch = rdma.bind("127.0.0.1", port, DEVICE, capacity=capacity, busy_poll=True, timeout=60)
+    lst = rdma.listen("127.0.0.1", port, DEVICE, capacity=capacity, busy_poll=True, timeout=60)
+    ch = lst.accept(120)
+    lst.close()
     got = 0
     t0 = None
     if size <= 4096:

@@ -136,6 +136,7 @@ def run_live(
     submit = gateway.submit
     complete = gateway.complete
     end_by = math.inf
+    busy = 0.0
     while True:
         now = perf()
         # Open loop: everything whose time has come is sent now, however late.
@@ -196,6 +197,7 @@ def run_live(
                     prev = last_end[w]
                     begin = prev if prev > r.started else r.started
                     last_end[w] = t1
+                    busy += t1 - t0
                     complete(r, t1 - begin, latency=t1 - t0)
                     rec.served(r.tenant, t_done - start, r.cost)
                     if counted(r.payload[1]):
@@ -214,6 +216,9 @@ def run_live(
         "sender_behind_max_ms": max_behind * 1e3,
         "sender_behind_mean_us": (sum_behind / n * 1e6) if n else 0.0,
         "unfinished": unfinished,
+        # Share of the workers' wall time spent running requests: what the
+        # parent (sender + gateway + pipes) failed to keep busy is the rest.
+        "worker_utilization": busy / (len(conns) * wall) if wall > 0 else 0.0,
     }
     return rec, facts
 

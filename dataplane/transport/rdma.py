@@ -946,7 +946,10 @@ class _BoundChannel(RdmaChannel):
 
     def _lazy(self, name: str) -> Callable[..., Any]:
         def call(*args: Any, **kw: Any) -> Any:
-            self._check_open()
+            # A method fetched before the peer arrived (ch.send saved early)
+            # stays this wrapper: once connected it goes straight through.
+            if self._up or self._closed:
+                return getattr(RdmaChannel, name)(self, *args, **kw)
             if name in ("try_send", "try_recv"):
                 wait: float | None = 0.0
             else:

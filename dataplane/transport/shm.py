@@ -280,6 +280,9 @@ def connect(ep: Endpoint, options: dict[str, Any]) -> ShmChannel:
     opts = {**ep.options, **options}
     timeout = pop_float(opts, "timeout", DEFAULT_CONNECT_TIMEOUT)
     busy = pop_bool(opts, "busy_poll", False)
+    # The binder fixed the geometry; the same URL may be used on both sides.
+    pop_int(opts, "capacity", None)
+    pop_int(opts, "max_message", None)
     reject_unknown(opts, str(ep))
     return ShmChannel.connect(ep.name, timeout=timeout, busy_poll=busy, url=str(ep))
 

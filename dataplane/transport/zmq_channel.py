@@ -35,7 +35,9 @@ import sys
 import time
 import types
 import weakref
+from bisect import bisect_right
 from collections import deque
+from itertools import accumulate
 from collections.abc import Iterable
 from typing import Any
 
@@ -161,11 +163,11 @@ class ZmqChannel(Channel):
         self._gone: str | None = None
         self._graced = False
         self._handshake_failure: str | None = None
-        self._pending: deque[Any] = deque()
-        self._last = [False]  # server: was the last message read the peer's?
         # Received messages not yet handed out (the rest of a BATCH, a
         # message too large for recv_into's buffer), and errors deferred by
         # recv_many, in order.
+        self._pending: deque[Any] = deque()
+        self._last = [False]  # server: was the last message read the peer's?
         self._closed = False
         self._pid = os.getpid()
         # Blocking calls wait in slices of check_interval, looking at the
@@ -229,12 +231,10 @@ class ZmqChannel(Channel):
                 continue
             event, value = _EVENT.unpack(parts[0])
             if event == zmq.EVENT_DISCONNECTED:
-                if self._server:
-                    # Strangers come and go; only our peer's fd matters.  If
-                    # the fd could not be learned, any drop counts.
-                    if self._established and (self._peer_fd < 0 or value == self._peer_fd):
-                        self._lost("the peer's connection dropped (closed, killed, or unreachable)")
-                elif self._established:
+                # Strangers and earlier attempts come and go; only the
+                # connection the handshake came in on matters.  If its fd
+                # could not be learned, any drop counts.
+                if self._established and (self._peer_fd < 0 or value == self._peer_fd):
                     self._lost("the connection to the peer dropped (closed, killed, or unreachable)")
             elif event & _HANDSHAKE_FAILED:
                 what = "not a ZMTP peer" if event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL else "ZMTP handshake failed"
@@ -437,11 +437,10 @@ class ZmqChannel(Channel):
         lens = struct.unpack_from(f"<{count}I", buf, HEADER_SIZE + 4)
         if body + sum(lens) != size:
             raise ProtocolError(f"{self.url}: BATCH lengths add up to {sum(lens)} bytes, payload has {size - body}")
-        out = self._pending
-        off = body
-        for ln in lens:
-            out.append(buf[off : off + ln])
-            off += ln
+        if type(buf) is not bytes:
+            buf = bytes(buf)  # (recv_view) one copy; the items are bytes either way
+        offs = list(accumulate(lens, initial=body))
+        self._pending.append(_Batch(list(map(buf.__getitem__, map(slice, offs, offs[1:])))))
         return None
 
     # ------------------------------------------------------------ receive --
@@ -481,10 +480,18 @@ class ZmqChannel(Channel):
                 raise self._peer_gone()
 
     def _pop(self) -> Any:
-        m = self._pending.popleft()
-        if isinstance(m, BaseException):
-            raise m
-        return m
+        pending = self._pending
+        head = pending[0]
+        if type(head) is _Batch:
+            m = head.items[head.pos]
+            head.pos += 1
+            if head.pos == len(head.items):
+                pending.popleft()
+            return m
+        pending.popleft()
+        if isinstance(head, BaseException):
+            raise head
+        return head
 
     def recv(self, timeout: float | None = None) -> bytes:
         if self._fast_rx:
@@ -548,10 +555,24 @@ class ZmqChannel(Channel):
         pending = self._pending
         while len(out) < max_messages:
             if pending:
-                m = pending[0]
-                if isinstance(m, BaseException) or total + len(m) > max_bytes:
+                head = pending[0]
+                if type(head) is _Batch:
+                    # Whole slices of an unpacked BATCH at a time.
+                    chunk = head.items[head.pos : head.pos + max_messages - len(out)]
+                    sizes = list(accumulate(map(len, chunk)))
+                    k = bisect_right(sizes, max_bytes - total)
+                    if k:
+                        out += chunk[:k] if k < len(chunk) else chunk
+                        total += sizes[k - 1]
+                        head.pos += k
+                        if head.pos == len(head.items):
+                            pending.popleft()
+                    if k < len(chunk):
+                        break
+                    continue
+                if isinstance(head, BaseException) or total + len(head) > max_bytes:
                     break
-                pending.popleft()
+                m = pending.popleft()
             else:
                 try:
                     m = self._next(0)
@@ -701,36 +722,41 @@ class ZmqChannel(Channel):
     def send_many(self, messages: Iterable[Any], timeout: float | None = None) -> int:
         """Send a prefix of ``messages``, waiting only for the first: small
         messages travel packed in BATCH frames; returns how many went."""
-        items = [_nbytes(m) for m in messages]
-        if not items:
+        msgs = messages if isinstance(messages, list) else list(messages)
+        if not msgs:
             return 0
+        if not all(type(m) is bytes for m in msgs):
+            # Copied now, as send would: the caller may reuse its buffers.
+            msgs = [m if type(m) is bytes else bytes(_nbytes(m)[0]) for m in msgs]
+        lens = list(map(len, msgs))
         limit = self.max_message
-        for _, n in items:
-            if n > limit:
-                raise MessageTooLarge(f"{n} bytes exceeds max_message {limit}")
+        if max(lens) > limit:
+            raise MessageTooLarge(f"{max(lens)} bytes exceeds max_message {limit}")
         if timeout is None:
             deadline: float | None = None
         else:
             check_timeout(timeout)
             deadline = 0.0 if timeout == 0 else time.monotonic() + timeout
-        cap = min(BATCH_BYTES, limit)
-        sent, i, total = 0, 0, len(items)
+        cap, thr = min(BATCH_BYTES, limit), COPY_THRESHOLD
+        sent, i, total = 0, 0, len(msgs)
         while i < total:
-            # Group the longest run of small messages whose packed size fits.
+            # The longest run of small messages whose packed size fits.
             j, size = i, 4
-            while j < total and items[j][1] < COPY_THRESHOLD and size + 4 + items[j][1] <= cap:
-                size += 4 + items[j][1]
+            while j < total:
+                n = lens[j]
+                if n >= thr or size + 4 + n > cap:
+                    break
+                size += 4 + n
                 j += 1
             if j - i >= 2:
-                group = items[i:j]
-                lens = [n for _, n in group]
-                frame = b"".join((HEADER.pack(MAGIC, VERSION, BATCH, size), _COUNT.pack(len(group)),
-                                  struct.pack(f"<{len(group)}I", *lens), *(d for d, _ in group)))
-                ok = self._send_parts((frame,), deadline)
+                k = j - i
+                parts = [HEADER.pack(MAGIC, VERSION, BATCH, size), struct.pack(f"<I{k}I", k, *lens[i:j])]
+                parts += msgs[i:j]
+                ok = self._send_parts((b"".join(parts),), deadline)
             else:
                 j = i + 1
-                parts, zc = self._frames(items[i][0])
-                ok = self._send_parts(parts, deadline, zc)
+                frames, zc = self._frames(msgs[i])
+                ok = self._send_parts(frames, deadline, zc)
             if not ok:
                 if sent == 0 and deadline != 0:
                     raise Timeout(f"{self.url}: send_many timed out after {timeout} s")
@@ -811,11 +837,7 @@ class ZmqChannel(Channel):
             log.info("%s: a peer left before its WELCOME (%s)", self.url, e)
             return
         self._peer = ident
-        self._peer_fd = _src_fd(frame)
-        self._peer_max = peer_max
-        self._established = True
-        self._send_max = min(self._own_max, peer_max)
-        self._set_ready(self._gone is None)
+        self._establish(_src_fd(frame), peer_max)
         log.info("%s: peer connected from %s (max_message %d)", self.url, _peer_address(frame), peer_max)
 
     def _send_reject(self, ident: bytes, reason: str) -> bool:
@@ -836,11 +858,12 @@ class ZmqChannel(Channel):
             if self._handshake_failure:
                 raise HandshakeError(f"{self.url}: {self._handshake_failure}")
             raise Timeout(f"{self.url}: could not connect within {timeout} s")
-        frame = self._wait_frame(deadline, True)
-        if frame is None:
+        reply = self._wait_frame(deadline, False)
+        if reply is None:
             if self._handshake_failure:
                 raise HandshakeError(f"{self.url}: {self._handshake_failure}")
             raise Timeout(f"{self.url}: no answer to HELLO within {timeout} s")
+        frame = reply.bytes
         extra = self._drain()
         if len(frame) < HEADER_SIZE:
             raise HandshakeError(f"{self.url}: garbage answer to HELLO ({_describe(frame)})")
@@ -859,6 +882,14 @@ class ZmqChannel(Channel):
             raise HandshakeError(f"{self.url}: WELCOME answers another HELLO (nonce mismatch)")
         if peer_max == 0:
             raise HandshakeError(f"{self.url}: WELCOME with max_message 0")
+        self._establish(_src_fd(reply), peer_max)
+
+    def _establish(self, fd: int, peer_max: int) -> None:
+        # Drops of earlier connections (a stranger's, a failed attempt) may
+        # still be queued on the monitor, possibly with the fd the peer now
+        # has: they are read while they cannot count.
+        self._poll_monitor()
+        self._peer_fd = fd
         self._peer_max = peer_max
         self._established = True
         self._send_max = min(self._own_max, peer_max)
@@ -1019,6 +1050,17 @@ def _ch(ref: Any) -> ZmqChannel:
     if ch is None:
         raise InvalidState("channel is closed")
     return ch
+
+
+class _Batch:
+    """The messages of one received BATCH, handed out from ``pos`` on; one
+    entry of the pending queue however many messages it holds."""
+
+    __slots__ = ("items", "pos")
+
+    def __init__(self, items: list[bytes]) -> None:
+        self.items = items
+        self.pos = 0
 
 
 def _auto_id(ident: bytes) -> bool:
