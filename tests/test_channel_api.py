@@ -7,7 +7,7 @@ import uuid
 import numpy as np
 import pytest
 
-from dataplane import InvalidState, MessageTooLarge, PeerGone, RingNotFound, Timeout
+from dataplane import InvalidState, MessageTooLarge, PeerGone, RingNotFound, Timeout, WouldBlock
 from dataplane.ring import Ring, segment_path
 from dataplane.transport import Channel, bind, connect, parse, resolve
 from dataplane.transport.auto import _sysfs_active_ports, probe_rdma
@@ -214,12 +214,16 @@ def test_shm_timeouts_and_full_channel(shm_name):
             server.recv(timeout=0.01)
         with pytest.raises(Timeout):
             client.recv_view(timeout=0.01)
+        with pytest.raises(WouldBlock):
+            server.recv(timeout=0)
         n = 0
         while client.try_send(b"m" * 56):
             n += 1
         assert n == 4096 // 64
         with pytest.raises(Timeout):
             client.send(b"m", timeout=0.01)
+        with pytest.raises(WouldBlock):
+            client.send_many([b"m"], timeout=0)
         assert server.recv() == b"m" * 56
         assert client.try_send(b"m")
         with pytest.raises(MessageTooLarge):

@@ -83,10 +83,13 @@ def test_expired_requests_are_shed_not_served_late():
             gw.breaker(1).force_open("test", now)
         return 1e-3, True
 
+    told = []
+    mine = gw.on_drop = lambda req, reason: told.append(reason)
     rec = simulate(gw, clock, arrivals([Stream("t", 8000, svc, stop=0.06)], 0.2, seed=4),
                    service_time=service_time)
     t = rec.tenants["t"]
     assert t.shed > 10
+    assert told == [Reason.DEADLINE] * t.shed and gw.on_drop is mine  # the caller heard of each
     assert t.completed == t.ontime  # not one served late
     assert t.admitted == t.completed + t.shed
     assert gw.tenant_stats("t").shed == t.shed

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import zmq
 
-from dataplane import InvalidState, MessageTooLarge, PeerGone, Timeout
+from dataplane import InvalidState, MessageTooLarge, PeerGone, Timeout, WouldBlock
 from dataplane.transport import Channel, bind, connect
 from dataplane.transport.zmq_channel import COPY_THRESHOLD
 
@@ -138,6 +138,11 @@ def test_try_calls_and_timeouts(pair):
     assert m == b"q"
     with pytest.raises(ValueError):
         server.recv(timeout=-1)
+    # timeout=0 tries once; nothing there is WouldBlock, as on a ring.
+    for call in (lambda: server.recv(timeout=0), lambda: server.recv_view(timeout=0),
+                 lambda: server.recv_many(8, timeout=0), lambda: server.recv_into(bytearray(8), timeout=0)):
+        with pytest.raises(WouldBlock):
+            call()
 
 
 def test_bounded_try_send_returns_false_at_the_high_water_mark(tmp_path):
@@ -157,6 +162,10 @@ def test_bounded_try_send_returns_false_at_the_high_water_mark(tmp_path):
             client.send(big, timeout=0.05)
         with pytest.raises(Timeout):
             client.send_many([b"x"] * 10, timeout=0.05)
+        with pytest.raises(WouldBlock):
+            client.send(big, timeout=0)
+        with pytest.raises(WouldBlock):
+            client.send_many([b"x"] * 10, timeout=0)
         for _ in range(sent):
             assert len(server.recv(timeout=5)) == len(big)
         assert client.try_send(b"room again") or client.send(b"room again", timeout=5) is None

@@ -119,9 +119,13 @@ def run_live(
     last_end = [0.0] * len(conns)
     counted = rec.counts
 
+    user_drop = gateway.on_drop
+
     def dropped(req: Request, reason) -> None:
         if counted(req.payload[1]):
             rec.shed(req.tenant)
+        if user_drop is not None:
+            user_drop(req, reason)
 
     gateway.on_drop = dropped
     n = len(schedule)
@@ -137,80 +141,83 @@ def run_live(
     complete = gateway.complete
     end_by = math.inf
     busy = 0.0
-    while True:
-        now = perf()
-        # Open loop: everything whose time has come is sent now, however late.
-        while i < n:
-            a = schedule[i]
-            t_s = start + a.t
-            if t_s > now:
-                break
-            i += 1
-            behind = now - t_s
-            sum_behind += behind
-            if behind > max_behind:
-                max_behind = behind
-            req = Request(a.tenant, a.cost, None if a.deadline is None else t_s + a.deadline,
-                          payload=(a.service, a.t, base + i - 1), arrival=t_s)
-            c = counted(a.t)
-            if c:
-                rec.offered(a.tenant)
-            try:
-                submit(req)
-            except Rejected as exc:
-                if c:
-                    rec.rejected(a.tenant, exc.reason)
-            else:
-                if c:
-                    rec.admitted(a.tenant)
+    try:
         while True:
-            r = dispatch()
-            if r is None:
-                break
-            rid = r.payload[2]
-            inflight[rid] = r
-            send[r.worker](pack(rid, r.payload[0]))
-        if i >= n:
-            if not inflight and not gateway.pending:
-                break
-            if end_by == math.inf:
-                end_by = perf() + drain
-            elif perf() > end_by:
-                break
-            timeout = 0.05
-        else:
-            timeout = start + schedule[i].t - perf()
-        if timeout > 0.0 or inflight:
-            ready, _, _ = select.select(fds, (), (), timeout if timeout > 0.0 else 0.0)
-            if ready:
-                t_done = perf()
-                for fd in ready:
-                    rid, t0, t1 = unpack(recvs[fd]())
-                    r = inflight.pop(rid, None)
-                    if r is None:  # a straggler from an earlier run
-                        continue
-                    # The worker was occupied by this request from when it
-                    # finished the previous one (if this was already waiting
-                    # in its pipe) or from dispatch: that, not the spin alone,
-                    # is the service rate admission must plan with.
-                    w = r.worker
-                    prev = last_end[w]
-                    begin = prev if prev > r.started else r.started
-                    last_end[w] = t1
-                    busy += t1 - t0
-                    complete(r, t1 - begin, latency=t1 - t0)
-                    rec.served(r.tenant, t_done - start, r.cost)
-                    if counted(r.payload[1]):
-                        rec.completed(r.tenant, t_done - r.arrival, t_done <= r.deadline, r.cost)
-    wall = perf() - start
-    unfinished = len(inflight) + gateway.pending
-    # Leave the pipes empty for the next run: collect what is still running.
-    quiet_by = perf() + 5.0
-    while inflight and perf() < quiet_by:
-        ready, _, _ = select.select(fds, (), (), 0.1)
-        for fd in ready:
-            rid, _, _ = unpack(recvs[fd]())
-            inflight.pop(rid, None)
+            now = perf()
+            # Open loop: everything whose time has come is sent now, however late.
+            while i < n:
+                a = schedule[i]
+                t_s = start + a.t
+                if t_s > now:
+                    break
+                i += 1
+                behind = now - t_s
+                sum_behind += behind
+                if behind > max_behind:
+                    max_behind = behind
+                req = Request(a.tenant, a.cost, None if a.deadline is None else t_s + a.deadline,
+                              payload=(a.service, a.t, base + i - 1), arrival=t_s)
+                c = counted(a.t)
+                if c:
+                    rec.offered(a.tenant)
+                try:
+                    submit(req)
+                except Rejected as exc:
+                    if c:
+                        rec.rejected(a.tenant, exc.reason)
+                else:
+                    if c:
+                        rec.admitted(a.tenant)
+            while True:
+                r = dispatch()
+                if r is None:
+                    break
+                rid = r.payload[2]
+                inflight[rid] = r
+                send[r.worker](pack(rid, r.payload[0]))
+            if i >= n:
+                if not inflight and not gateway.pending:
+                    break
+                if end_by == math.inf:
+                    end_by = perf() + drain
+                elif perf() > end_by:
+                    break
+                timeout = 0.05
+            else:
+                timeout = start + schedule[i].t - perf()
+            if timeout > 0.0 or inflight:
+                ready, _, _ = select.select(fds, (), (), timeout if timeout > 0.0 else 0.0)
+                if ready:
+                    t_done = perf()
+                    for fd in ready:
+                        rid, t0, t1 = unpack(recvs[fd]())
+                        r = inflight.pop(rid, None)
+                        if r is None:  # a straggler from an earlier run
+                            continue
+                        # The worker was occupied by this request from when it
+                        # finished the previous one (if this was already waiting
+                        # in its pipe) or from dispatch: that, not the spin alone,
+                        # is the service rate admission must plan with.
+                        w = r.worker
+                        prev = last_end[w]
+                        begin = prev if prev > r.started else r.started
+                        last_end[w] = t1
+                        busy += t1 - t0
+                        complete(r, t1 - begin, latency=t1 - t0)
+                        rec.served(r.tenant, t_done - start, r.cost)
+                        if counted(r.payload[1]):
+                            rec.completed(r.tenant, t_done - r.arrival, t_done <= r.deadline, r.cost)
+        wall = perf() - start
+        unfinished = len(inflight) + gateway.pending
+        # Leave the pipes empty for the next run: collect what is still running.
+        quiet_by = perf() + 5.0
+        while inflight and perf() < quiet_by:
+            ready, _, _ = select.select(fds, (), (), 0.1)
+            for fd in ready:
+                rid, _, _ = unpack(recvs[fd]())
+                inflight.pop(rid, None)
+    finally:
+        gateway.on_drop = user_drop  # the caller's callback again
     facts = {
         "wall_s": wall,
         "sender_behind_max_ms": max_behind * 1e3,

@@ -46,9 +46,13 @@ def simulate(
     events: list = []  # (t, seq, req or None, service, ok); None: a timer tick
     seq = 0
 
+    user_drop = gateway.on_drop
+
     def dropped(req: Request, reason) -> None:
         if rec.counts(req.payload[1]):
             rec.shed(req.tenant)
+        if user_drop is not None:
+            user_drop(req, reason)
 
     gateway.on_drop = dropped
 
@@ -72,40 +76,43 @@ def simulate(
                 heapq.heappush(events, (wake, seq, None, 0.0, True))
                 seq += 1
 
-    i, n = 0, len(schedule)
-    while i < n or events:
-        ta = origin + schedule[i].t if i < n else math.inf
-        if events and events[0][0] <= ta:
-            t, _, r, s, ok = heapq.heappop(events)
-            if t > end:
-                break
-            clock.set(t)
-            if r is not None:
-                gateway.complete(r, s, ok=ok)
-                if ok:
-                    rec.served(r.tenant, t - origin, r.cost)
-                if rec.counts(r.payload[1]):
-                    rec.completed(r.tenant, t - r.arrival, t <= r.deadline, r.cost, ok)
-                if on_complete is not None:
-                    on_complete(r, t)
-        else:
-            if ta > end:
-                break
-            a = schedule[i]
-            i += 1
-            clock.set(ta)
-            req = Request(a.tenant, a.cost, None if a.deadline is None else ta + a.deadline,
-                          payload=(a.service, a.t), arrival=ta)
-            counted = rec.counts(a.t)
-            if counted:
-                rec.offered(a.tenant)
-            try:
-                gateway.submit(req)
-            except Rejected as exc:
-                if counted:
-                    rec.rejected(a.tenant, exc.reason)
+    try:
+        i, n = 0, len(schedule)
+        while i < n or events:
+            ta = origin + schedule[i].t if i < n else math.inf
+            if events and events[0][0] <= ta:
+                t, _, r, s, ok = heapq.heappop(events)
+                if t > end:
+                    break
+                clock.set(t)
+                if r is not None:
+                    gateway.complete(r, s, ok=ok)
+                    if ok:
+                        rec.served(r.tenant, t - origin, r.cost)
+                    if rec.counts(r.payload[1]):
+                        rec.completed(r.tenant, t - r.arrival, t <= r.deadline, r.cost, ok)
+                    if on_complete is not None:
+                        on_complete(r, t)
             else:
+                if ta > end:
+                    break
+                a = schedule[i]
+                i += 1
+                clock.set(ta)
+                req = Request(a.tenant, a.cost, None if a.deadline is None else ta + a.deadline,
+                              payload=(a.service, a.t), arrival=ta)
+                counted = rec.counts(a.t)
                 if counted:
-                    rec.admitted(a.tenant)
-        fill(clock.now())
+                    rec.offered(a.tenant)
+                try:
+                    gateway.submit(req)
+                except Rejected as exc:
+                    if counted:
+                        rec.rejected(a.tenant, exc.reason)
+                else:
+                    if counted:
+                        rec.admitted(a.tenant)
+            fill(clock.now())
+    finally:
+        gateway.on_drop = user_drop  # the caller's callback again
     return rec

@@ -21,11 +21,14 @@ from typing import Any, Protocol
 
 from dataplane.errors import DataplaneError
 
+try:  # the family's home; defined here until errors.py has it
+    from dataplane.errors import ProtocolError  # type: ignore[attr-defined]
+except ImportError:
 
-class ProtocolError(DataplaneError):
-    """A peer sent something the wire format forbids: a bad header, an
-    unknown kind, a frame over the size limit, garbage.  The offending
-    message is discarded; the channel stays usable."""
+    class ProtocolError(DataplaneError):  # type: ignore[no-redef]
+        """A peer sent something the wire format forbids: a bad header, an
+        unknown kind, a frame over the size limit, garbage.  The offending
+        message is discarded; the channel stays usable."""
 
 
 class MessageView(Protocol):

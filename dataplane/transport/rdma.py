@@ -79,14 +79,17 @@ from pyverbs.wr import SGE, SendWR
 
 from dataplane._ffi import ffi, lib
 from dataplane.errors import (
+    DP_EAGAIN,
+    DP_EMSGSIZE,
     DataplaneError,
     HandshakeError,
     InvalidState,
     PeerGone,
     Timeout,
     WouldBlock,
+    raise_for,
 )
-from dataplane.ring import DEFAULT_CAPACITY, RecvView, Ring, max_message_for
+from dataplane.ring import DEFAULT_CAPACITY, RecvView, Ring, _ns, max_message_for
 from dataplane.transport import rdma_handshake as hs
 from dataplane.transport.base import check_timeout
 
@@ -110,6 +113,9 @@ _SIGNALED = _e.IBV_SEND_SIGNALED
 _INLINE = _e.IBV_SEND_INLINE
 _WC_OK = _e.IBV_WC_SUCCESS
 _PORT_ACTIVE = _e.IBV_PORT_ACTIVE
+_dp_send = lib.dp_ring_send
+_dp_recv = lib.dp_ring_recv
+_SCRATCH = 4096
 
 
 def _addr_of(m: mmap.mmap) -> int:
@@ -214,6 +220,7 @@ class RdmaChannel:
         self._monitor: threading.Thread | None = None
         self._listener: RdmaListener | None = None
         self.peer_max_message = 0
+        self._scratch = ffi.new("char[]", _SCRATCH)
 
     # ---------------------------------------------------------- set-up --
 
@@ -377,7 +384,12 @@ class RdmaChannel:
         self._wr_b.next_wr = self._wr_h
         self._wr_h.set_wr_rdma(peer.head_rkey, peer.head_addr)
         self._wr_c.set_wr_rdma(self._peer_credit_rkey, self._peer_credit_addr)
-        self._flags_a = self._flags_b = 0
+        self._fixed_slot = self._inline >= 8
+        self._flags_a = 0
+        self._flags_b = _INLINE if self._inline else 0
+        self._wr_b.send_flags = self._flags_b
+        self._txr = self.tx_ring._r  # the shadow ring's C handle, for the send fast path
+        self._rxr = self.rx_ring._r
 
     def _probe(self, deadline: float | None) -> str:
         """Write the peer's head (0), the first and last word of its data area
@@ -459,59 +471,95 @@ class RdmaChannel:
 
     def _push(self) -> None:
         """RDMA-write what the shadow ring gained since the last push, then
-        its head."""
+        its head (one ibv_post_send).  Every statement here costs on the
+        latency path, hence the terse fast case."""
         head = self._tx_head[0]
         old = self._pushed
         n = head - old
-        if n == 0:
-            return
         o = old & self._mask
         with self._lock:
-            k = self._wqe
-            if k + 3 - self._done > SQ_DEPTH:
-                self._reap(k + 3 - SQ_DEPTH)
-            if o + n <= self._cap:
-                first = self._wr_b
-                sge = self._sge_b
-                sge.addr = self._tx_data + o
-                sge.length = n
+            k = self._wqe + 2
+            if o + n <= self._cap and k - self._done <= SQ_DEPTH and n <= self._inline and self._fixed_slot:
+                # One range, inline, head from the fixed slot (inline copies
+                # it at post time).
+                self._sge_b.addr = self._tx_data + o
+                self._sge_b.length = n
                 self._wr_b.set_wr_rdma(self._rdata_rkey, self._rdata + o)
-                f = _INLINE if n <= self._inline else 0
-                if f != self._flags_b:
-                    self._wr_b.send_flags = self._flags_b = f
-                k += 2
-            else:
-                a = self._cap - o
-                first = self._wr_a
-                self._sge_a.addr = self._tx_data + o
-                self._sge_a.length = a
-                self._wr_a.set_wr_rdma(self._rdata_rkey, self._rdata + o)
-                self._sge_b.addr = self._tx_data
-                self._sge_b.length = n - a
-                self._wr_b.set_wr_rdma(self._rdata_rkey, self._rdata)
-                f = _INLINE if a <= self._inline else 0
-                if f != self._flags_a:
-                    self._wr_a.send_flags = self._flags_a = f
-                f = _INLINE if n - a <= self._inline else 0
-                if f != self._flags_b:
-                    self._wr_b.send_flags = self._flags_b = f
-                k += 3
+                self._slots[0] = head
+                if k - self._last_sig >= SIGNAL_EVERY:
+                    self._post_signaled(self._wr_b, k)
+                else:
+                    self._qp.post_send(self._wr_b)
+                self._wqe = k
+                self._pushed = head
+                return
+            self._push_general(head, old, n, o)
+
+    def _post_signaled(self, first: SendWR, k: int) -> None:
+        wr_h = self._wr_h
+        wr_h.send_flags = self._hflags | _SIGNALED
+        wr_h.wr_id = k
+        self._last_sig = k
+        try:
+            self._qp.post_send(first)
+        finally:
+            wr_h.send_flags = self._hflags
+
+    def _push_general(self, head: int, old: int, n: int, o: int) -> None:
+        """_push when the range wraps, is too large to inline, the send queue
+        is nearly full, or inline is unavailable.  Caller holds the lock."""
+        k = self._wqe
+        if k + 3 - self._done > SQ_DEPTH:
+            self._reap(k + 3 - SQ_DEPTH)
+        if o + n <= self._cap:
+            first = self._wr_b
+            self._sge_b.addr = self._tx_data + o
+            self._sge_b.length = n
+            self._wr_b.set_wr_rdma(self._rdata_rkey, self._rdata + o)
+            f = _INLINE if n <= self._inline else 0
+            if f != self._flags_b:
+                self._wr_b.send_flags = self._flags_b = f
+            k += 2
+        else:
+            a = self._cap - o
+            first = self._wr_a
+            self._sge_a.addr = self._tx_data + o
+            self._sge_a.length = a
+            self._wr_a.set_wr_rdma(self._rdata_rkey, self._rdata + o)
+            self._sge_b.addr = self._tx_data
+            self._sge_b.length = n - a
+            self._wr_b.set_wr_rdma(self._rdata_rkey, self._rdata)
+            f = _INLINE if a <= self._inline else 0
+            if f != self._flags_a:
+                self._wr_a.send_flags = self._flags_a = f
+            f = _INLINE if n - a <= self._inline else 0
+            if f != self._flags_b:
+                self._wr_b.send_flags = self._flags_b = f
+            k += 3
+        self._set_value_slot(self._sge_h, k, head)
+        if k - self._last_sig >= SIGNAL_EVERY:
+            self._post_signaled(first, k)
+        else:
+            self._qp.post_send(first)
+        self._wqe = k
+        self._pushed = head
+        # Back to the inline fast path's expectations.
+        if self._flags_b != (_INLINE if self._inline else 0) and self._inline:
+            self._wr_b.send_flags = self._flags_b = _INLINE
+        if self._fixed_slot:
+            self._sge_h.addr = self._slots_addr
+
+    def _set_value_slot(self, sge: SGE, k: int, value: int) -> None:
+        """Where the 8-byte value of a head/credit write comes from: slot 0
+        when writes are inline (copied at post time), else a slot of its own
+        until the write completes (slots outnumber the send queue)."""
+        if self._fixed_slot:
+            self._slots[0] = value
+            sge.addr = self._slots_addr
+        else:
             slot = k % self._slot_n
-            self._slots[slot] = head
-            self._sge_h.addr = self._slots_addr + 8 * slot
-            wr_h = self._wr_h
-            if k - self._last_sig >= SIGNAL_EVERY:
-                wr_h.send_flags = self._hflags | _SIGNALED
-                wr_h.wr_id = k
-                self._last_sig = k
-                try:
-                    self._qp.post_send(first)
-                finally:
-                    wr_h.send_flags = self._hflags
-            else:
-                self._qp.post_send(first)
-            self._wqe = k
-            self._pushed = head
+            self._slots[slot] = value
+            sge.addr = self._slots_addr + 8 * slot
 
     def _credit(self, tail: int) -> None:
         """RDMA-write our consumer index into the peer's shadow tail."""
@@ -522,9 +570,7 @@ class RdmaChannel:
             if k + 1 - self._done > SQ_DEPTH:
                 self._reap(k + 1 - SQ_DEPTH)
             k += 1
-            slot = k % self._slot_n
-            self._slots[slot] = tail
-            self._sge_c.addr = self._slots_addr + 8 * slot
+            self._set_value_slot(self._sge_c, k, tail)
             wr = self._wr_c
             if k - self._last_sig >= SIGNAL_EVERY:
                 wr.send_flags = self._hflags | _SIGNALED
@@ -578,9 +624,7 @@ class RdmaChannel:
                 k = self._wqe + 1
                 if k - self._done > SQ_DEPTH:
                     self._reap(k - SQ_DEPTH, deadline)
-                slot = k % self._slot_n
-                self._slots[slot] = self._pushed
-                self._sge_h.addr = self._slots_addr + 8 * slot
+                self._set_value_slot(self._sge_h, k, self._pushed)
                 wr_h = self._wr_h
                 wr_h.send_flags = self._hflags | _SIGNALED
                 wr_h.wr_id = k
@@ -638,15 +682,21 @@ class RdmaChannel:
 
     def send(self, data: Any, timeout: float | None = None) -> None:
         """Send one message, waiting up to ``timeout`` for room at the peer."""
-        ring = self.tx_ring
-        if ring is None:
+        if type(data) is not bytes:
+            data = ffi.from_buffer(data)
+        try:
+            rc = _dp_send(self._txr, data, len(data), 0)
+        except AttributeError:
             self._check_open()
-            raise InvalidState("channel is not connected")
-        if not ring.try_send(data):
+            raise InvalidState("channel is not connected") from None
+        if rc != 0:
+            if rc != DP_EAGAIN:
+                raise_for(rc, "send", ffi.errno)
             if timeout == 0:
                 self._request_credit()
                 raise WouldBlock("send: no room at the peer")
             check_timeout(timeout)
+            ring = self.tx_ring
             self._blocking(lambda t: ring.send(data, t), timeout, "send")
         self._push()
 
@@ -694,11 +744,17 @@ class RdmaChannel:
             self._credit(t)
 
     def recv(self, timeout: float | None = None) -> bytes:
-        ring = self.rx_ring
-        if ring is None:
+        try:
+            rc = _dp_recv(self._rxr, self._scratch, _SCRATCH, -1 if timeout is None else _ns(timeout))
+        except AttributeError:
             self._check_open()
-            raise InvalidState("channel is not connected")
-        data = ring.recv(timeout)
+            raise InvalidState("channel is not connected") from None
+        if rc >= 0:
+            data = ffi.unpack(self._scratch, rc)
+        else:
+            if rc != DP_EMSGSIZE:
+                raise_for(rc, "recv", ffi.errno)
+            data = self.rx_ring.recv(0)  # larger than the scratch buffer: it is there
         if self._rx_tail[0] - self._credited >= self._quarter:
             self._credit(self._rx_tail[0])
         return data
@@ -794,6 +850,8 @@ class RdmaChannel:
             except (BufferError, ValueError):
                 pass
         self._views.clear()
+        self.__dict__.pop("_txr", None)
+        self.__dict__.pop("_rxr", None)
         for ring in (self.rx_ring, self.tx_ring):
             if ring is not None:
                 ring.close()

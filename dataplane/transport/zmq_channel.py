@@ -43,7 +43,7 @@ from typing import Any
 
 import zmq
 
-from dataplane.errors import DataplaneError, HandshakeError, InvalidState, MessageTooLarge, PeerGone, Timeout
+from dataplane.errors import DataplaneError, HandshakeError, InvalidState, MessageTooLarge, PeerGone, Timeout, WouldBlock
 from dataplane.transport.base import BufferView, Channel, ProtocolError, check_timeout
 from dataplane.transport.url import Endpoint, pop_float, pop_int, reject_unknown
 
@@ -445,10 +445,11 @@ class ZmqChannel(Channel):
 
     # ------------------------------------------------------------ receive --
 
-    def _next(self, timeout: float | None, copy: bool = True, first: Any = None) -> Any:
-        """The next message's payload; None if ``timeout`` is 0 and none
-        is waiting.  ``first``: a frame from the peer the caller already
-        took off the socket.  Raises Timeout, PeerGone, ProtocolError."""
+    def _next(self, timeout: float | None, copy: bool = True, first: Any = None, empty_ok: bool = False) -> Any:
+        """The next message's payload.  ``timeout`` 0 and nothing waiting:
+        None if ``empty_ok``, else WouldBlock (as a ring says it).
+        ``first``: a frame from the peer the caller already took off the
+        socket.  Raises Timeout, PeerGone, ProtocolError."""
         if first is None:
             if self._pending:
                 return self._pop()
@@ -466,7 +467,9 @@ class ZmqChannel(Channel):
                 frame = self._next_frame(deadline, copy)
                 if frame is None:
                     if timeout == 0:
-                        return None
+                        if empty_ok:
+                            return None
+                        raise WouldBlock(f"{self.url}: no message waiting")
                     if self._handshake_failure is not None and not self._established:
                         raise HandshakeError(f"{self.url}: {self._handshake_failure}")
                     raise Timeout(f"{self.url}: recv timed out after {timeout} s")
@@ -521,7 +524,7 @@ class ZmqChannel(Channel):
         return self._slow_recv(timeout)
 
     def try_recv(self) -> bytes | None:
-        m = self._next(0)
+        m = self._next(0, empty_ok=True)
         if m is None or type(m) is bytes:
             return m
         return bytes(m)
@@ -575,7 +578,7 @@ class ZmqChannel(Channel):
                 m = pending.popleft()
             else:
                 try:
-                    m = self._next(0)
+                    m = self._next(0, empty_ok=True)
                 except PeerGone:
                     break  # the next call reports it
                 except DataplaneError as e:
@@ -713,6 +716,8 @@ class ZmqChannel(Channel):
             check_timeout(timeout)
             deadline = 0.0 if timeout == 0 else time.monotonic() + timeout
         if not self._send_parts(parts, deadline, zc):
+            if deadline == 0:
+                raise WouldBlock(f"{self.url}: no room (high-water mark reached, or no peer)")
             raise Timeout(f"{self.url}: send timed out after {timeout} s (peer not reading, or not connected)")
 
     def try_send(self, data: Any) -> bool:
@@ -758,7 +763,9 @@ class ZmqChannel(Channel):
                 frames, zc = self._frames(msgs[i])
                 ok = self._send_parts(frames, deadline, zc)
             if not ok:
-                if sent == 0 and deadline != 0:
+                if sent == 0:
+                    if timeout == 0:
+                        raise WouldBlock(f"{self.url}: no room (high-water mark reached, or no peer)")
                     raise Timeout(f"{self.url}: send_many timed out after {timeout} s")
                 break
             sent += j - i
