@@ -151,7 +151,7 @@ class Ring:
     Timeouts are in seconds: ``None`` waits forever, ``0`` tries once.
     """
 
-    __slots__ = ("name", "_r", "_map", "_mv", "_base", "_scratch", "_ptr", "_capacity", "_max", "_busy_poll", "__weakref__")
+    __slots__ = ("name", "_r", "_map", "_mv", "_base", "_scratch", "_ptr", "_capacity", "_max", "_busy_poll", "_batch", "__weakref__")
 
     def __init__(self, name: str | None, mapping: mmap.mmap, init: tuple[int, int] | None) -> None:
         self.name = name
@@ -172,6 +172,7 @@ class Ring:
         self._scratch = ffi.new("char[]", min(self._max, COPY_THRESHOLD) or 1)
         self._ptr = ffi.new("char **")
         self._busy_poll = False
+        self._batch: tuple[Any, Any] | None = None
 
     # -------------------------------------------------------- lifecycle --
 
@@ -453,12 +454,16 @@ class Ring:
         if max_messages <= 0:
             raise ValueError("max_messages must be > 0")
         cap = max(max_bytes, self._max)
-        buf = ffi.new("char[]", cap)
-        lens = ffi.new("uint32_t[]", max_messages)
+        batch = self._batch
+        if batch is None or len(batch[0]) < cap or len(batch[1]) < max_messages:
+            # Reused across calls: allocating (and zeroing) it each time costs
+            # more than the messages for small ones.
+            batch = self._batch = (ffi.new("char[]", cap), ffi.new("uint32_t[]", max_messages))
+        buf, lens = batch
         rc = lib.dp_ring_recv_burst(self._live(), buf, cap, lens, max_messages, _ns(timeout))
         if rc < 0:
             raise_for(rc, "recv_many", ffi.errno)
-        out, off, mv = [], 0, ffi.buffer(buf)
+        out, off, mv = [], 0, ffi.buffer(buf, cap)
         for i in range(rc):
             n = lens[i]
             out.append(mv[off : off + n])

@@ -489,6 +489,9 @@ void dp_ring_close(dp_ring *r)
     if (!r)
         return;
     struct seg_hdr *h = r->hdr;
+    /* A forked child that inherited the handle must not close its parent's end. */
+    if (r->pid != (int32_t)getpid())
+        r->is_prod = r->is_cons = 0;
     if (r->is_prod)
         STORE_REL(&h->prod_ep.e.closed, 1);
     if (r->is_cons)

@@ -208,3 +208,21 @@ def _try_send(name, q):
         q.put("sent")
     except Exception as e:  # report the class to the parent
         q.put(type(e).__name__)
+
+
+def _child_drops_inherited(ring):
+    ring.close()  # the child's copy of the parent's handle
+    os._exit(0)
+
+
+def test_forked_child_closing_inherited_handle_leaves_parent_end_open(ring_name):
+    with Ring.create(ring_name, capacity=4096) as prod, Ring.attach(ring_name) as cons:
+        prod.send(b"before fork")
+        p = CTX.Process(target=_child_drops_inherited, args=(prod,))
+        p.start()
+        p.join(10)
+        assert p.exitcode == 0
+        assert cons.recv(timeout=1) == b"before fork"
+        prod.send(b"after the child closed its copy")
+        assert cons.recv(timeout=1) == b"after the child closed its copy"
+        assert cons.peer_alive() is not False
