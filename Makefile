@@ -31,7 +31,7 @@ build: $(VENV)/.built
 
 system-deps: $(VENV)/.deps
 	bash tools/install-system-deps.sh
-	bash tools/venv-pyverbs.sh $(VENV)
+	bash tools/venv-pyverbs.sh $(abspath $(VENV))
 
 demo: build
 	$(PY) -m dataplane bench pingpong --size 64

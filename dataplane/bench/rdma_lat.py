@@ -230,6 +230,16 @@ def _raw_side(conn: Any, size: int, iters: int, initiator: bool, cpus: list[int]
     wr.set_wr_rdma(rkey, raddr)
     sig = SendWR(opcode=e.IBV_WR_RDMA_WRITE, num_sge=1, sg=[sge], send_flags=e.IBV_SEND_INLINE | e.IBV_SEND_SIGNALED)
     sig.set_wr_rdma(rkey, raddr)
+    if os.environ.get("RAW_CHAIN"):  # experiment: data write + separate 8-byte seq write
+        sge2 = SGE(base + 4096 + n - 8, 8, mr.lkey)
+        w2 = SendWR(opcode=e.IBV_WR_RDMA_WRITE, num_sge=1, sg=[sge2], send_flags=e.IBV_SEND_INLINE)
+        w2.set_wr_rdma(rkey, raddr + n - 8)
+        s2 = SendWR(opcode=e.IBV_WR_RDMA_WRITE, num_sge=1, sg=[sge2], send_flags=e.IBV_SEND_INLINE | e.IBV_SEND_SIGNALED)
+        s2.set_wr_rdma(rkey, raddr + n - 8)
+        wr = SendWR(opcode=e.IBV_WR_RDMA_WRITE, num_sge=1, sg=[sge], send_flags=e.IBV_SEND_INLINE, next_wr=w2)
+        wr.set_wr_rdma(rkey, raddr)
+        sig = SendWR(opcode=e.IBV_WR_RDMA_WRITE, num_sge=1, sg=[sge], send_flags=e.IBV_SEND_INLINE, next_wr=s2)
+        sig.set_wr_rdma(rkey, raddr)
     mine = memoryview(buf).cast("Q")
     seq_in, seq_out = (n - 8) // 8, (4096 + n - 8) // 8
     now, post = time.perf_counter_ns, qp.post_send
