@@ -44,7 +44,9 @@ test-host: build
 	$(PY) -m pytest -q $(PYTEST_ARGS) tests
 
 test-rdma: build system-deps
-	bash tools/vm/run-in-vm.sh "$(PY) -m pytest -q -p no:cacheprovider tests/rdma"
+	@# Through a pipe: QEMU opens its stdout path with O_TRUNC, which would
+	@# wipe a log file that make's output is redirected to.
+	set -o pipefail; bash tools/vm/run-in-vm.sh "$(PY) -m pytest -q -p no:cacheprovider tests/rdma" 2>&1 | cat
 
 clean:
 	rm -rf build $(VENV) *.egg-info dataplane/_native*.so

@@ -28,8 +28,13 @@ CTX = mp.get_context("fork")
 
 # ------------------------------------------------------------- plumbing --
 
+# Taken once: after the parent pins itself, a forked child inherits that one
+# CPU, and two busy-pollers sharing a core wait a scheduler tick per hop.
+_CPUS = sorted(os.sched_getaffinity(0))
+
+
 def _pin(cpu_index: int) -> None:
-    cpus = sorted(os.sched_getaffinity(0))
+    cpus = _CPUS
     if len(cpus) > 1:
         os.sched_setaffinity(0, {cpus[cpu_index % len(cpus)]})
 
