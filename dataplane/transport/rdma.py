@@ -17,32 +17,42 @@ C (``dp_ring_send``: header, payload, padding, PAD record when it would wrap,
 exactly what the peer's consumer expects), then posts, in one
 ``ibv_post_send``, RDMA-WRITEs of the bytes between the old and the new head
 (one range, or two when the ring wrapped) to the same offsets of the peer's
-data area, followed by an RDMA-WRITE of the new head.  Bursts
-(``send_many``) become one write of the whole range plus one head write.
+data area, followed by an RDMA ATOMIC FETCH_AND_ADD that moves the peer's
+``head`` by the same amount.  Bursts (``send_many``) become one write of the
+whole range plus one head update.
 
-Ordering: the writes go on one RC QP, and an RC responder executes the WRITEs
-of a QP in order, so the head lands after the record it publishes; the
-consumer loads head with acquire semantics.  That the *data placement* of an
-earlier WRITE is visible before that of a later one is what rxe does (one
-responder, memcpy in packet order) and what mainstream RoCE/IB HCAs do on x86
-(posted PCIe writes in order), but the InfiniBand spec only guarantees it at
+Why an atomic and not a write for the index: the data placement of an RDMA
+WRITE is not atomic, not even for 8 aligned bytes -- rxe copies with the
+kernel's memcpy, which in the emulated VM (``rep movsb``) goes byte by byte,
+and a consumer polling ``head`` on another CPU then read a torn value
+(seen: RingCorrupt in a pingpong).  An atomic is applied as one 8-byte store.
+So the head and credit words are registered with REMOTE_ATOMIC only (plus
+LOCAL_WRITE), the data area with REMOTE_WRITE only; nothing is remotely
+readable.
+
+Ordering: the writes and the atomic go on one RC QP, and an RC responder
+executes the requests of a QP in order, so the head moves after the record it
+publishes has been placed; the consumer loads head with acquire semantics.
+That the *placement* of an earlier WRITE is visible to the CPU before the
+later atomic's is what rxe does (one responder, in packet order) and what
+mainstream HCAs do on x86, but the InfiniBand spec only guarantees it at
 completion time; on hardware that relaxes it, the head would have to travel as
-RDMA_WRITE_WITH_IMM and be published by the receiver on the completion (at the
-cost of a receive queue and a CQ poll per message).  A killed sender leaves at
-worst records without a head: invisible, never half a message.
+RDMA_WRITE_WITH_IMM and be published by the receiver on the completion (a
+receive queue and a CQ poll per message).  A killed sender leaves at worst
+records without a head: invisible, never half a message.
 
-Credits: the consumer's ``tail`` flows back by RDMA-WRITE into the shadow
-ring's own ``tail`` word (an 8-byte MR the sender registered), every quarter
-ring consumed, and on demand: a blocked sender asks over the side channel
-(CREDIT_REQ) every couple of milliseconds and the receiver's side-channel
-thread answers with a write of its current tail.  The shadow's C producer
-waits for room on that word exactly as on a local ring, so unread data is
-never overwritten.
+Credits: the consumer's ``tail`` flows back the same way, an atomic add on the
+shadow ring's own ``tail`` word (an 8-byte MR the sender registered), every
+quarter ring consumed, and on demand: a blocked sender asks over the side
+channel (CREDIT_REQ) every couple of milliseconds and the receiver's
+side-channel thread answers with an update of its current tail.  The shadow's
+C producer waits for room on that word exactly as on a local ring, so unread
+data is never overwritten.
 
 Set-up runs over TCP (:mod:`dataplane.transport.rdma_handshake`): every field
-the peer sends is validated, and before any message flows each side RDMA-
-writes the peer's head, both ends of its data area and its credit word with
-their current (zero) values, so a wrong rkey or a capacity larger than what is
+the peer sends is validated, and before any message flows each side adds 0 to the
+peer's head and credit word (atomics) and writes zeros at both ends of its
+data area, so a wrong rkey or a capacity larger than what is
 registered is a :class:`HandshakeError` at connect time.  A peer that closes
 (CLOSE after flushing), dies (EOF) or makes a write fail (error completion)
 is :class:`PeerGone`, after what it sent has been received.  ``send`` returns
@@ -108,6 +118,13 @@ CREDIT_RETRY = 0.002  # a blocked sender re-asks for credit this often
 CLOSE_FLUSH_TIMEOUT = 2.0
 
 _ACCESS_REMOTE = _e.IBV_ACCESS_LOCAL_WRITE | _e.IBV_ACCESS_REMOTE_WRITE
+# The index words (our head, the peer's credit word) are updated with RDMA
+# atomics only: an RDMA WRITE's data placement is not atomic (rxe copies with
+# memcpy, which under emulation or with `rep movsb` goes byte by byte), so a
+# written head could be read torn.  An atomic is one 8-byte store.
+_ACCESS_INDEX = _e.IBV_ACCESS_LOCAL_WRITE | _e.IBV_ACCESS_REMOTE_ATOMIC
+_QP_ACCESS = _e.IBV_ACCESS_LOCAL_WRITE | _e.IBV_ACCESS_REMOTE_WRITE | _e.IBV_ACCESS_REMOTE_ATOMIC
+_WR_FAA = _e.IBV_WR_ATOMIC_FETCH_AND_ADD
 _WR_WRITE = _e.IBV_WR_RDMA_WRITE
 _SIGNALED = _e.IBV_SEND_SIGNALED
 _INLINE = _e.IBV_SEND_INLINE
@@ -164,6 +181,10 @@ class _Device:
             self.port = ib_port
             self.mtu = int(pattr.active_mtu)
             self.gid_index, self.gid = self._pick_gid(pattr.gid_tbl_len, gid_index, allow_remote)
+            da = self.ctx.query_device()
+            self.max_rd_atom = min(int(da.max_qp_rd_atom), int(da.max_qp_init_rd_atom))
+            if not da.atomic_caps:
+                raise DataplaneError(f"{name} has no RDMA atomics (the transport updates ring indices with them)")
             self.pd = PD(self.ctx)
             self.cq = CQ(self.ctx, CQ_DEPTH)
         except BaseException:
@@ -256,13 +277,12 @@ class RdmaChannel:
         self.rx_ring = Ring.over(rx_map, init=True, capacity=capacity, max_message=max_message)
         rx_base = _addr_of(rx_map)
         self._rx_data_mr = MR(dev.pd, capacity, _ACCESS_REMOTE, address=rx_base + DATA_OFF)
-        self._rx_head_mr = MR(dev.pd, 8, _ACCESS_REMOTE, address=rx_base + HEAD_OFF)
+        self._rx_head_mr = MR(dev.pd, 8, _ACCESS_INDEX, address=rx_base + HEAD_OFF)
         self._rx_tail = _word(rx_map, TAIL_OFF)
         self._views.append(self._rx_tail)
-        # Value slots for head and credit writes (each post gets its own
-        # until completion, should inline be unavailable).
-        self._slot_n = 2 * SQ_DEPTH
-        slots = mmap.mmap(-1, max(4096, 8 * self._slot_n))
+        # Where atomics return the old value (never read) and probes read
+        # their zeros from.
+        slots = mmap.mmap(-1, 4096)
         self._maps.append(slots)
         self._slots_addr = _addr_of(slots)
         self._slots = memoryview(slots).cast("Q")
@@ -293,7 +313,7 @@ class RdmaChannel:
         tx_base = _addr_of(tx_map)
         self._tx_base = tx_base
         self._tx_data_mr = MR(dev.pd, peer.capacity, _e.IBV_ACCESS_LOCAL_WRITE, address=tx_base + DATA_OFF)
-        self._credit_mr = MR(dev.pd, 8, _ACCESS_REMOTE, address=tx_base + TAIL_OFF)
+        self._credit_mr = MR(dev.pd, 8, _ACCESS_INDEX, address=tx_base + TAIL_OFF)
         self._tx_head = _word(tx_map, HEAD_OFF)
         self._views.append(self._tx_head)
         hs.send_frame(sock, hs.CREDIT, hs.pack_credit(tx_base + TAIL_OFF, self._credit_mr.rkey))
@@ -327,7 +347,7 @@ class RdmaChannel:
                 last = e
                 continue
             attr = QPAttr(port_num=dev.port)
-            attr.qp_access_flags = _ACCESS_REMOTE
+            attr.qp_access_flags = _QP_ACCESS
             qp.to_init(attr)
             return qp, inline
         raise DataplaneError(f"cannot create an RC QP on {dev.name}: {last}")
@@ -339,7 +359,8 @@ class RdmaChannel:
         attr.path_mtu = min(dev.mtu, peer.mtu)
         attr.dest_qp_num = peer.qpn
         attr.rq_psn = peer.psn
-        attr.max_dest_rd_atomic = 1
+        rd_atom = max(1, min(16, dev.max_rd_atom))
+        attr.max_dest_rd_atomic = rd_atom
         attr.min_rnr_timer = 12
         attr.ah_attr = AHAttr(gr=GlobalRoute(dgid=gid, sgid_index=dev.gid_index), is_global=1, port_num=dev.port)
         self._qp.to_rtr(attr)
@@ -347,7 +368,7 @@ class RdmaChannel:
         attr.timeout = 14  # 4.096 us * 2^14 = 67 ms per try
         attr.retry_cnt = 7
         attr.rnr_retry = 7
-        attr.max_rd_atomic = 1
+        attr.max_rd_atomic = rd_atom
         self._qp.to_rts(attr)
 
     def _init_send_state(self) -> None:
@@ -368,12 +389,11 @@ class RdmaChannel:
         self._sge_b = SGE(self._tx_data, 8, lk)
         self._sge_h = SGE(self._slots_addr, 8, self._slots_mr.lkey)
         self._sge_c = SGE(self._slots_addr, 8, self._slots_mr.lkey)
-        self._hflags = _INLINE if self._inline >= 8 else 0
         mk = SendWR
         self._wr_a = mk(opcode=_WR_WRITE, num_sge=1, sg=[self._sge_a], send_flags=0)
         self._wr_b = mk(opcode=_WR_WRITE, num_sge=1, sg=[self._sge_b], send_flags=0)
-        self._wr_h = mk(opcode=_WR_WRITE, num_sge=1, sg=[self._sge_h], send_flags=self._hflags)
-        self._wr_c = mk(opcode=_WR_WRITE, num_sge=1, sg=[self._sge_c], send_flags=self._hflags)
+        self._wr_h = mk(opcode=_WR_FAA, num_sge=1, sg=[self._sge_h], send_flags=0)
+        self._wr_c = mk(opcode=_WR_FAA, num_sge=1, sg=[self._sge_c], send_flags=0)
         # Point each WR at its SGE object, so that updating the SGE updates
         # the WR (SendWR copies the list it is built with).
         self._wr_a.sg_list = self._sge_a
@@ -382,9 +402,8 @@ class RdmaChannel:
         self._wr_c.sg_list = self._sge_c
         self._wr_a.next_wr = self._wr_b
         self._wr_b.next_wr = self._wr_h
-        self._wr_h.set_wr_rdma(peer.head_rkey, peer.head_addr)
-        self._wr_c.set_wr_rdma(self._peer_credit_rkey, self._peer_credit_addr)
-        self._fixed_slot = self._inline >= 8
+        self._hrkey, self._haddr = peer.head_rkey, peer.head_addr
+        self._crkey, self._caddr = self._peer_credit_rkey, self._peer_credit_addr
         self._flags_a = 0
         self._flags_b = _INLINE if self._inline else 0
         self._wr_b.send_flags = self._flags_b
@@ -395,14 +414,17 @@ class RdmaChannel:
         """Write the peer's head (0), the first and last word of its data area
         (0) and its credit word (0); '' when all completed."""
         peer = self.peer
-        self._slots[0] = 0
-        targets = [(peer.head_rkey, peer.head_addr), (peer.data_rkey, peer.data_addr),
-                   (peer.data_rkey, peer.data_addr + peer.capacity - 8),
-                   (self._peer_credit_rkey, self._peer_credit_addr)]
-        for rkey, addr in targets:
-            sge = SGE(self._slots_addr, 8, self._slots_mr.lkey)
-            wr = SendWR(wr_id=1, opcode=_WR_WRITE, num_sge=1, sg=[sge], send_flags=_SIGNALED)
-            wr.set_wr_rdma(rkey, addr)
+        self._slots[1] = 0
+        targets = [(_WR_FAA, peer.head_rkey, peer.head_addr), (_WR_WRITE, peer.data_rkey, peer.data_addr),
+                   (_WR_WRITE, peer.data_rkey, peer.data_addr + peer.capacity - 8),
+                   (_WR_FAA, self._peer_credit_rkey, self._peer_credit_addr)]
+        for op, rkey, addr in targets:
+            sge = SGE(self._slots_addr + 8, 8, self._slots_mr.lkey)
+            wr = SendWR(wr_id=1, opcode=op, num_sge=1, sg=[sge], send_flags=_SIGNALED)
+            if op == _WR_FAA:
+                wr.set_wr_atomic(rkey, addr, 0)  # adds 0: changes nothing
+            else:
+                wr.set_wr_rdma(rkey, addr)
             self._qp.post_send(wr)
             while True:
                 n, wcs = self._dev.cq.poll(1)
@@ -479,13 +501,12 @@ class RdmaChannel:
         o = old & self._mask
         with self._lock:
             k = self._wqe + 2
-            if o + n <= self._cap and k - self._done <= SQ_DEPTH and n <= self._inline and self._fixed_slot:
-                # One range, inline, head from the fixed slot (inline copies
-                # it at post time).
+            if o + n <= self._cap and k - self._done <= SQ_DEPTH and n <= self._inline:
+                # One range, inline; the head moves by an atomic add.
                 self._sge_b.addr = self._tx_data + o
                 self._sge_b.length = n
                 self._wr_b.set_wr_rdma(self._rdata_rkey, self._rdata + o)
-                self._slots[0] = head
+                self._wr_h.set_wr_atomic(self._hrkey, self._haddr, n)
                 if k - self._last_sig >= SIGNAL_EVERY:
                     self._post_signaled(self._wr_b, k)
                 else:
@@ -497,13 +518,13 @@ class RdmaChannel:
 
     def _post_signaled(self, first: SendWR, k: int) -> None:
         wr_h = self._wr_h
-        wr_h.send_flags = self._hflags | _SIGNALED
+        wr_h.send_flags = _SIGNALED
         wr_h.wr_id = k
         self._last_sig = k
         try:
             self._qp.post_send(first)
         finally:
-            wr_h.send_flags = self._hflags
+            wr_h.send_flags = 0
 
     def _push_general(self, head: int, old: int, n: int, o: int) -> None:
         """_push when the range wraps, is too large to inline, the send queue
@@ -536,7 +557,7 @@ class RdmaChannel:
             if f != self._flags_b:
                 self._wr_b.send_flags = self._flags_b = f
             k += 3
-        self._set_value_slot(self._sge_h, k, head)
+        self._wr_h.set_wr_atomic(self._hrkey, self._haddr, n)
         if k - self._last_sig >= SIGNAL_EVERY:
             self._post_signaled(first, k)
         else:
@@ -546,20 +567,6 @@ class RdmaChannel:
         # Back to the inline fast path's expectations.
         if self._flags_b != (_INLINE if self._inline else 0) and self._inline:
             self._wr_b.send_flags = self._flags_b = _INLINE
-        if self._fixed_slot:
-            self._sge_h.addr = self._slots_addr
-
-    def _set_value_slot(self, sge: SGE, k: int, value: int) -> None:
-        """Where the 8-byte value of a head/credit write comes from: slot 0
-        when writes are inline (copied at post time), else a slot of its own
-        until the write completes (slots outnumber the send queue)."""
-        if self._fixed_slot:
-            self._slots[0] = value
-            sge.addr = self._slots_addr
-        else:
-            slot = k % self._slot_n
-            self._slots[slot] = value
-            sge.addr = self._slots_addr + 8 * slot
 
     def _credit(self, tail: int) -> None:
         """RDMA-write our consumer index into the peer's shadow tail."""
@@ -569,22 +576,24 @@ class RdmaChannel:
             k = self._wqe
             if k + 1 - self._done > SQ_DEPTH:
                 self._reap(k + 1 - SQ_DEPTH)
+            delta = tail - self._credited
+            if delta <= 0:
+                return
             k += 1
-            self._set_value_slot(self._sge_c, k, tail)
             wr = self._wr_c
+            wr.set_wr_atomic(self._crkey, self._caddr, delta)
             if k - self._last_sig >= SIGNAL_EVERY:
-                wr.send_flags = self._hflags | _SIGNALED
+                wr.send_flags = _SIGNALED
                 wr.wr_id = k
                 self._last_sig = k
                 try:
                     self._qp.post_send(wr)
                 finally:
-                    wr.send_flags = self._hflags
+                    wr.send_flags = 0
             else:
                 self._qp.post_send(wr)
             self._wqe = k
-            if tail > self._credited:
-                self._credited = tail
+            self._credited = tail
 
     def _reap(self, need: int | None, deadline: float | None = None) -> None:
         """Poll completions; with ``need``, until that many WRs completed.
@@ -624,14 +633,14 @@ class RdmaChannel:
                 k = self._wqe + 1
                 if k - self._done > SQ_DEPTH:
                     self._reap(k - SQ_DEPTH, deadline)
-                self._set_value_slot(self._sge_h, k, self._pushed)
                 wr_h = self._wr_h
-                wr_h.send_flags = self._hflags | _SIGNALED
+                wr_h.set_wr_atomic(self._hrkey, self._haddr, 0)  # adds 0, completes after all before it
+                wr_h.send_flags = _SIGNALED
                 wr_h.wr_id = k
                 try:
                     self._qp.post_send(wr_h)
                 finally:
-                    wr_h.send_flags = self._hflags
+                    wr_h.send_flags = 0
                 self._wqe = self._last_sig = k
             self._reap(self._wqe, deadline)
 

@@ -15,10 +15,11 @@ order matters)::
     CREDIT  (K)  where the peer writes its consumer index for the ring we
                  write to (our shadow producer's tail): addr rkey
     READY   (R)  our QP is in RTS
-    PROBE   (P)  status, text: we RDMA-wrote the peer's head, both ends of its
-                 data area and its credit word, and the writes completed
-                 (a wrong rkey or a capacity larger than what is registered
-                 fails here, before any message flows)
+    PROBE   (P)  status, text: we added 0 to the peer's head and credit word
+                 (RDMA atomics) and wrote zeros at both ends of its data area,
+                 and all of it completed (a wrong rkey, missing atomic access or
+                 a capacity larger than what is registered fails here, before
+                 any message flows)
 
 Afterwards: CREDIT_REQ (Q, empty: "I am blocked, send me your consumer
 index"), CLOSE (C, empty: "I flushed everything I sent and am going"),
