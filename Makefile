@@ -48,5 +48,8 @@ test-rdma: build system-deps
 	@# wipe a log file that make's output is redirected to.
 	set -o pipefail; bash tools/vm/run-in-vm.sh "$(PY) -m pytest -q -p no:cacheprovider tests/rdma" 2>&1 | cat
 
+bench-rdma: build system-deps
+	set -o pipefail; bash tools/vm/run-in-vm.sh "$(PY) -m dataplane.bench.rdma_lat --json build/rdma_lat.json" 2>&1 | cat
+
 clean:
 	rm -rf build $(VENV) *.egg-info dataplane/_native*.so
