@@ -13,7 +13,7 @@ from cffi import FFI
 
 HERE = pathlib.Path(__file__).resolve().parent
 HEADERS = sorted(HERE.glob("*.h"))
-SOURCES = sorted(HERE.glob("*.c"))
+SOURCES = sorted(HERE.glob("*.c")) + sorted(HERE.glob("internal/*.c"))  # internal: no cdef
 
 ffibuilder = FFI()
 ffibuilder.cdef("\n".join(h.read_text() for h in HEADERS))

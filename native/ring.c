@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "internal/osdep.h"
 #include "ring.h"
 
 #define DP_MAGIC 0x474e495250414454ULL /* "TDAPRING" */
@@ -134,26 +135,9 @@ struct dp_ring {
 
 /* ------------------------------------------------------------ helpers -- */
 
-uint64_t dp_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
+uint64_t dp_now_ns(void) { return dp_osdep_now_ns(); }
 
 static inline uint64_t rec_bytes(uint64_t len) { return (REC_HDR + len + ALIGN - 1) & ~(uint64_t)(ALIGN - 1); }
-
-static int futex_wait(uint32_t *addr, uint32_t val, int64_t ns)
-{
-    struct timespec ts = {(time_t)(ns / 1000000000LL), (long)(ns % 1000000000LL)};
-    return (int)syscall(SYS_futex, addr, FUTEX_WAIT, val, &ts, NULL, 0);
-}
-
-static void futex_wake(uint32_t *addr)
-{
-    __atomic_fetch_add(addr, 1, __ATOMIC_RELEASE);
-    syscall(SYS_futex, addr, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
-}
 
 /* Publishes an index.  The store must be ordered before reading the peer's
  * sleeping flag (the waiter does the mirror image) or a wake-up can be lost;
@@ -162,44 +146,7 @@ static inline void store_and_wake(uint64_t *index, uint64_t value, uint32_t *sle
 {
     __atomic_exchange_n(index, value, __ATOMIC_SEQ_CST);
     if (UNLIKELY(LOAD_RLX(sleeping)))
-        futex_wake(fx);
-}
-
-static int proc_stat(int pid, char *state, uint64_t *start)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return -1;
-    buf[n] = 0;
-    char *p = strrchr(buf, ')');
-    if (!p || p[1] != ' ')
-        return -1;
-    p += 2;
-    *state = *p;
-    for (int field = 3; *p && field < 22; p++)
-        if (*p == ' ')
-            field++;
-    *start = strtoull(p, NULL, 10);
-    return 0;
-}
-
-static int pid_alive(int32_t pid, uint64_t start)
-{
-    if (kill(pid, 0) != 0 && errno == ESRCH)
-        return 0;
-    char st;
-    uint64_t s;
-    if (proc_stat(pid, &st, &s) != 0)
-        return errno == ENOENT ? 0 : 1; /* no /proc for it: trust kill() */
-    if (st == 'Z' || st == 'X')         /* killed but not yet reaped */
-        return 0;
-    return !(start && s != start);
+        dp_osdep_futex_wake(fx);
 }
 
 static struct endpoint *peer_ep(dp_ring *r)
@@ -226,7 +173,7 @@ static int peer_state(dp_ring *r, int check_pid)
         return DP_EAGAIN;
     if (!check_pid)
         return 1;
-    return pid_alive(pid, LOAD_RLX(&e->starttime));
+    return dp_osdep_pid_alive(pid, LOAD_RLX(&e->starttime));
 }
 
 static int claim(dp_ring *r, struct endpoint *e)
@@ -237,7 +184,7 @@ static int claim(dp_ring *r, struct endpoint *e)
         return DP_EROLE;
     char st;
     uint64_t start = 0;
-    proc_stat(r->pid, &st, &start);
+    dp_osdep_proc_stat(r->pid, &st, &start);
     STORE_REL(&e->starttime, start);
     return 0;
 }
@@ -299,7 +246,7 @@ static int wait_until(dp_ring *r, int (*cond)(dp_ring *), uint32_t *fx, uint32_t
                     if (slice > SLEEP_SLICE_NS)
                         slice = SLEEP_SLICE_NS;
                     if (slice > 0)
-                        futex_wait(fx, seq, slice);
+                        dp_osdep_futex_wait(fx, seq, slice);
                 }
                 STORE_RLX(sleeping, 0);
             }
@@ -497,8 +444,8 @@ void dp_ring_close(dp_ring *r)
     if (r->is_cons)
         STORE_REL(&h->cons_ep.e.closed, 1);
     if (r->is_prod || r->is_cons) {
-        futex_wake(&h->prod.p.data_futex);
-        futex_wake(&h->cons.c.space_futex);
+        dp_osdep_futex_wake(&h->prod.p.data_futex);
+        dp_osdep_futex_wake(&h->cons.c.space_futex);
     }
     if (r->owns_map)
         munmap(h, r->map_size);
@@ -531,8 +478,8 @@ int dp_ring_peer_alive(dp_ring *r) { return peer_state(r, 1); }
 void dp_ring_mark_peer_gone(dp_ring *r)
 {
     STORE_REL(&r->peer_gone, 1);
-    futex_wake(&r->hdr->prod.p.data_futex);
-    futex_wake(&r->hdr->cons.c.space_futex);
+    dp_osdep_futex_wake(&r->hdr->prod.p.data_futex);
+    dp_osdep_futex_wake(&r->hdr->cons.c.space_futex);
 }
 
 uint64_t dp_ring_layout(int field)

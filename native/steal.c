@@ -49,6 +49,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "internal/osdep.h"
 #include "ring.h"
 #include "steal.h"
 
@@ -166,68 +167,6 @@ struct dp_steal {
 
 /* ------------------------------------------------------------ helpers -- */
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static void futex_wait(uint32_t *addr, uint32_t val, int64_t ns)
-{
-    struct timespec ts = {(time_t)(ns / 1000000000LL), (long)(ns % 1000000000LL)};
-    syscall(SYS_futex, addr, FUTEX_WAIT, val, &ts, NULL, 0);
-}
-
-static void futex_wake(uint32_t *addr)
-{
-    __atomic_fetch_add(addr, 1, __ATOMIC_RELEASE);
-    syscall(SYS_futex, addr, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
-}
-
-/* Field 22 of /proc/<pid>/stat (start time), and the state letter. */
-static int proc_start(int pid, char *state, uint64_t *start)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return -1;
-    buf[n] = 0;
-    char *p = strrchr(buf, ')');
-    if (!p || p[1] != ' ')
-        return -1;
-    p += 2;
-    *state = *p;
-    int field = 3;
-    while (*p && field < 22)
-        if (*p++ == ' ')
-            field++;
-    *start = strtoull(p, NULL, 10);
-    return 0;
-}
-
-/* A pid is the process we registered only if its start time matches: pids
- * are reused.  A zombie (killed, not reaped) counts as dead. */
-static int pid_alive(int32_t pid, uint64_t start)
-{
-    if (pid <= 0)
-        return 0;
-    if (kill(pid, 0) != 0 && errno == ESRCH)
-        return 0;
-    char st;
-    uint64_t s;
-    if (proc_start(pid, &st, &s) != 0)
-        return errno == ENOENT ? 0 : 1;
-    if (st == 'Z' || st == 'X')
-        return 0;
-    return !(start && s != start);
-}
-
 static inline struct qprod *qprod(const dp_steal *s, uint32_t q)
 {
     return (struct qprod *)(s->base + 2 * LINE + (uint64_t)q * 2 * LINE);
@@ -278,7 +217,7 @@ static uint64_t my_starttime(void)
 {
     char st;
     uint64_t start = 0;
-    proc_start((int)getpid(), &st, &start);
+    dp_osdep_proc_stat((int)getpid(), &st, &start);
     return start;
 }
 
@@ -371,7 +310,7 @@ static void wake_for(dp_steal *s, uint32_t q, uint64_t depth)
     FENCE();
     struct wwake *o = wwake(s, q);
     if (LOAD_RLX(&o->sleeping)) {
-        futex_wake(&o->futex);
+        dp_osdep_futex_wake(&o->futex);
         return;
     }
     int orphan = LOAD_RLX(&o->dead) != 0;
@@ -390,7 +329,7 @@ static void wake_for(dp_steal *s, uint32_t q, uint64_t depth)
         }
     }
     if (cand)
-        futex_wake(&cand->futex);
+        dp_osdep_futex_wake(&cand->futex);
 }
 
 int dp_steal_push(dp_steal *s, uint32_t q, uint64_t id, uint32_t flow, const char *data, uint32_t len,
@@ -410,10 +349,10 @@ int dp_steal_push(dp_steal *s, uint32_t q, uint64_t id, uint32_t flow, const cha
          * the rare full queue is polled. */
         if (timeout_ns == 0)
             return DP_EAGAIN;
-        uint64_t deadline = timeout_ns < 0 ? UINT64_MAX : now_ns() + (uint64_t)timeout_ns;
-        uint64_t spin_until = now_ns() + (uint64_t)(s->spin_ns > 0 ? s->spin_ns : 0);
+        uint64_t deadline = timeout_ns < 0 ? UINT64_MAX : dp_osdep_now_ns() + (uint64_t)timeout_ns;
+        uint64_t spin_until = dp_osdep_now_ns() + (uint64_t)(s->spin_ns > 0 ? s->spin_ns : 0);
         while (LOAD_ACQ(&sl->state) != want) {
-            uint64_t n = now_ns();
+            uint64_t n = dp_osdep_now_ns();
             if (n >= deadline)
                 return DP_ETIMEDOUT;
             if (n >= spin_until) {
@@ -456,14 +395,14 @@ int dp_steal_wait_results(dp_steal *s, dp_ring **rings, uint32_t n, int64_t time
         return 1;
     if (timeout_ns == 0)
         return 0;
-    uint64_t t0 = now_ns();
+    uint64_t t0 = dp_osdep_now_ns();
     uint64_t deadline = timeout_ns < 0 ? UINT64_MAX : t0 + (uint64_t)timeout_ns;
     uint64_t spin_until = s->spin_ns < 0 ? UINT64_MAX : t0 + (uint64_t)s->spin_ns;
     for (uint32_t i = 1;; i++) {
         if (any_result(rings, n))
             return 1;
         if ((i & 63) == 0) {
-            uint64_t t = now_ns();
+            uint64_t t = dp_osdep_now_ns();
             if (t >= deadline)
                 return 0;
             if (t >= spin_until) {
@@ -472,7 +411,7 @@ int dp_steal_wait_results(dp_steal *s, dp_ring **rings, uint32_t n, int64_t time
                 FENCE();
                 if (!any_result(rings, n)) {
                     int64_t slice = (int64_t)(deadline - t);
-                    futex_wait(&s->c->result_seq, seq, slice > SLEEP_SLICE_NS ? SLEEP_SLICE_NS : slice);
+                    dp_osdep_futex_wait(&s->c->result_seq, seq, slice > SLEEP_SLICE_NS ? SLEEP_SLICE_NS : slice);
                 }
                 STORE_RLX(&s->c->disp_sleeping, 0);
             }
@@ -491,7 +430,7 @@ int dp_steal_worker_alive(dp_steal *s, uint32_t w)
     int32_t pid = LOAD_ACQ(&o->pid);
     if (!pid)
         return DP_EAGAIN;
-    return pid_alive(pid, LOAD_ACQ(&o->starttime));
+    return dp_osdep_pid_alive(pid, LOAD_ACQ(&o->starttime));
 }
 
 int dp_steal_is_dead(const dp_steal *s, uint32_t w) { return w < s->nq && LOAD_ACQ(&wwake(s, w)->dead) ? 1 : 0; }
@@ -499,7 +438,7 @@ int dp_steal_is_dead(const dp_steal *s, uint32_t w) { return w < s->nq && LOAD_A
 static void wake_all(dp_steal *s)
 {
     for (uint32_t w = 0; w < s->nq; w++)
-        futex_wake(&wwake(s, w)->futex);
+        dp_osdep_futex_wake(&wwake(s, w)->futex);
 }
 
 int dp_steal_reap(dp_steal *s, uint32_t w, uint64_t *ids, uint32_t max_ids)
@@ -557,7 +496,7 @@ int dp_steal_register(dp_steal *s, uint32_t w)
     for (;;) {
         if (cur == s->pid)
             break;
-        if (cur && pid_alive(cur, LOAD_ACQ(&o->starttime)))
+        if (cur && dp_osdep_pid_alive(cur, LOAD_ACQ(&o->starttime)))
             return DP_EROLE;
         if (__atomic_compare_exchange_n(&o->pid, &cur, s->pid, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
             break;
@@ -634,7 +573,7 @@ static int try_all(dp_steal *s, uint32_t me, dp_steal_item *out)
 
 static int dispatcher_gone(dp_steal *s)
 {
-    return !pid_alive(LOAD_ACQ(&s->c->disp_pid), LOAD_ACQ(&s->c->disp_start));
+    return !dp_osdep_pid_alive(LOAD_ACQ(&s->c->disp_pid), LOAD_ACQ(&s->c->disp_start));
 }
 
 static void took(dp_steal *s, uint32_t me, const dp_steal_item *it)
@@ -665,14 +604,14 @@ int dp_steal_take(dp_steal *s, uint32_t me, int64_t timeout_ns, dp_steal_item *o
         return LOAD_ACQ(&s->c->shutdown) ? DP_EPEERGONE : DP_EAGAIN;
 
     struct wwake *w = wwake(s, me);
-    uint64_t t0 = now_ns();
+    uint64_t t0 = dp_osdep_now_ns();
     uint64_t deadline = timeout_ns < 0 ? UINT64_MAX : t0 + (uint64_t)timeout_ns;
     uint64_t spin_until = s->spin_ns < 0 ? UINT64_MAX : t0 + (uint64_t)s->spin_ns;
     for (uint32_t i = 1;; i++) {
         if ((rc = try_all(s, me, out)) != 0)
             goto done;
         if ((i & 63) == 0) {
-            uint64_t t = now_ns();
+            uint64_t t = dp_osdep_now_ns();
             if (LOAD_ACQ(&s->c->shutdown)) {
                 if ((rc = try_all(s, me, out)) != 0)
                     goto done;
@@ -700,7 +639,7 @@ int dp_steal_take(dp_steal *s, uint32_t me, int64_t timeout_ns, dp_steal_item *o
                 if (slice > SLEEP_SLICE_NS)
                     slice = SLEEP_SLICE_NS;
                 if (slice > 0) {
-                    futex_wait(&w->futex, seq, slice);
+                    dp_osdep_futex_wait(&w->futex, seq, slice);
                     bump(wstat(s, me), DP_STEAL_C_SLEEPS);
                 }
                 STORE_RLX(&w->sleeping, 0);
@@ -760,7 +699,7 @@ int dp_steal_respond(dp_steal *s, dp_ring *ring, uint32_t status, const char *da
         bump(wstat(s, s->held_owner), DP_STEAL_C_RESPONDED);
     FENCE();
     if (LOAD_RLX(&s->c->disp_sleeping))
-        futex_wake(&s->c->result_seq);
+        dp_osdep_futex_wake(&s->c->result_seq);
     return rc;
 }
 
