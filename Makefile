@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 PYTEST_ARGS ?=
 
-NATIVE := $(wildcard native/*.c native/*.h native/build_ffi.py)
+NATIVE := $(wildcard native/*.c native/*.h native/*/*.c native/*/*.h native/build_ffi.py)
 
 .PHONY: all venv build system-deps demo test test-host test-rdma bench-rdma clean
 

@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from dataplane._ffi import ffi, lib
+from dataplane._ffi import fast_ffi, fast_lib, ffi, lib
 from dataplane.errors import (
     DP_EAGAIN,
     DP_EMSGSIZE,
@@ -32,6 +32,10 @@ COPY_THRESHOLD = 4096
 _RECORD_OVERHEAD = 8
 _MIN_CAPACITY = 64
 _FOREVER = -1
+# Longest a recv spins holding the GIL (the fast path); past it the wait goes
+# to the shim's blocking call, which releases the GIL.
+FAST_SPIN_NS = 20_000
+_fast_send, _fast_recv, _fast_poll = fast_lib.dp_stage_send, fast_lib.dp_stage_recv, fast_lib.dp_stage_poll
 
 
 def _ns(timeout: float | None) -> int:
@@ -143,6 +147,17 @@ class RecvView:
         self.release()
 
 
+def _stage(ring: Any, cap: int) -> tuple[Any, mmap.mmap, memoryview, Any]:
+    """A dp_stage (native/fast/stage.h) over an mmap of ``cap`` bytes, and a
+    view of its ``len`` field: slicing an mmap is the cheapest way from
+    Python to bytes and back."""
+    buf = mmap.mmap(-1, cap)
+    ptr = fast_ffi.from_buffer(buf)
+    st = fast_ffi.new("dp_stage *", {"ring": ring, "data": ptr, "cap": cap, "spin_ns": FAST_SPIN_NS})
+    assert fast_ffi.offsetof("dp_stage", "len") == 0
+    return st, buf, memoryview(fast_ffi.buffer(st)).cast("I"), ptr
+
+
 class Ring:
     """One end (or both) of a shared-memory SPSC message ring.
 
@@ -151,7 +166,8 @@ class Ring:
     Timeouts are in seconds: ``None`` waits forever, ``0`` tries once.
     """
 
-    __slots__ = ("name", "_r", "_map", "_mv", "_base", "_scratch", "_ptr", "_capacity", "_max", "_busy_poll", "_batch", "__weakref__")
+    __slots__ = ("name", "_r", "_map", "_mv", "_base", "_scratch", "_ptr", "_capacity", "_max", "_busy_poll", "_batch",
+                 "_stage_cap", "_txst", "_txbuf", "_txlen", "_txptr", "_rxst", "_rxbuf", "_rxlen", "_rxptr", "__weakref__")
 
     def __init__(self, name: str | None, mapping: mmap.mmap, init: tuple[int, int] | None) -> None:
         self.name = name
@@ -169,7 +185,12 @@ class Ring:
         self._r = out[0]
         self._capacity = lib.dp_ring_capacity(self._r)
         self._max = lib.dp_ring_max_message(self._r)
-        self._scratch = ffi.new("char[]", min(self._max, COPY_THRESHOLD) or 1)
+        # Messages up to _stage_cap go through the stages (one-argument calls
+        # that keep the GIL); see native/fast/stage.h.
+        self._stage_cap = min(self._max, COPY_THRESHOLD)
+        self._txst, self._txbuf, self._txlen, self._txptr = _stage(self._r, self._stage_cap)
+        self._rxst, self._rxbuf, self._rxlen, self._rxptr = _stage(self._r, self._stage_cap)
+        self._scratch = ffi.from_buffer(self._rxbuf)
         self._ptr = ffi.new("char **")
         self._busy_poll = False
         self._batch: tuple[Any, Any] | None = None
@@ -251,8 +272,11 @@ class Ring:
         if r is None:
             return
         self._r = None
+        # The fast calls answer DP_ESTATE from now on.
+        self._txst.ring = self._rxst.ring = fast_ffi.NULL
         lib.dp_ring_close(r)
         ffi.release(self._base)
+        ffi.release(self._scratch)
         _release(self._mv)
         try:
             self._map.close()
@@ -326,6 +350,10 @@ class Ring:
         """Declare the peer gone (a transport saw it disconnect)."""
         lib.dp_ring_mark_peer_gone(self._live())
 
+    def _fail(self, rc: int, what: str) -> None:
+        self._live()  # a closed handle: InvalidState, not the stage's DP_ESTATE
+        raise_for(rc, what)
+
     def _live(self) -> Any:
         r = self._r
         if r is None:
@@ -336,19 +364,38 @@ class Ring:
 
     def send(self, data: Any, timeout: float | None = None) -> None:
         """Copy one message into the ring, waiting for room."""
-        r = self._r
-        if type(data) is not bytes:
+        if type(data) is bytes:
+            n = len(data)
+            if n <= self._stage_cap:
+                self._txbuf[:n] = data
+                self._txlen[0] = n
+                rc = _fast_send(self._txst)
+                if rc == 0:
+                    return
+                if rc != DP_EAGAIN:
+                    self._fail(rc, "send")
+        else:
             data = ffi.from_buffer(data)
-        rc = lib.dp_ring_send(r if r is not None else self._live(), data, len(data), -1 if timeout is None else _ns(timeout))
+        rc = lib.dp_ring_send(self._live(), data, len(data), _ns(timeout))
         if rc < 0:
             raise_for(rc, "send", ffi.errno)
 
     def try_send(self, data: Any) -> bool:
         """Send without waiting; False when the ring is full."""
-        r = self._r
-        if type(data) is not bytes:
+        if type(data) is bytes:
+            n = len(data)
+            if n <= self._stage_cap:
+                self._txbuf[:n] = data
+                self._txlen[0] = n
+                rc = _fast_send(self._txst)
+                if rc == 0:
+                    return True
+                if rc == DP_EAGAIN:
+                    return False
+                self._fail(rc, "send")
+        else:
             data = ffi.from_buffer(data)
-        rc = lib.dp_ring_send(r if r is not None else self._live(), data, len(data), 0)
+        rc = lib.dp_ring_send(self._live(), data, len(data), 0)
         if rc < 0:
             if rc == DP_EAGAIN:
                 return False
@@ -405,25 +452,38 @@ class Ring:
 
     def recv(self, timeout: float | None = None) -> bytes:
         """Copy out the next message, waiting for one."""
-        r = self._r
-        rc = lib.dp_ring_recv(r if r is not None else self._live(), self._scratch, COPY_THRESHOLD, -1 if timeout is None else _ns(timeout))
-        if rc >= 0:
-            return ffi.unpack(self._scratch, rc)
-        return self._recv_large(rc, timeout)
+        if timeout is None:
+            n = _fast_recv(self._rxst)
+            if n >= 0:
+                return self._rxbuf[:n]
+        elif timeout > 0:
+            n = _fast_recv(self._rxst)
+            if n >= 0:
+                return self._rxbuf[:n]
+        else:
+            n = _fast_poll(self._rxst)
+            if n >= 0:
+                return self._rxbuf[:n]
+        if n == DP_EAGAIN:
+            # Nothing within the fast spin: wait with the GIL released.
+            n = lib.dp_ring_recv(self._live(), self._scratch, self._stage_cap, _ns(timeout))
+            if n >= 0:
+                return self._rxbuf[:n]
+        return self._recv_slow(n, timeout)
 
     def try_recv(self) -> bytes | None:
         """The next message, or None when the ring is empty."""
-        r = self._r
-        rc = lib.dp_ring_recv(r if r is not None else self._live(), self._scratch, COPY_THRESHOLD, 0)
-        if rc >= 0:
-            return ffi.unpack(self._scratch, rc)
-        if rc == DP_EAGAIN:
+        n = _fast_poll(self._rxst)
+        if n >= 0:
+            return self._rxbuf[:n]
+        if n == DP_EAGAIN:
             return None
-        return self._recv_large(rc, 0)
+        return self._recv_slow(n, 0)
 
-    def _recv_large(self, rc: int, timeout: float | None) -> bytes:
+    def _recv_slow(self, rc: int, timeout: float | None) -> bytes:
         if rc != DP_EMSGSIZE:
-            raise_for(rc, "recv", ffi.errno)
+            self._fail(rc, "recv")
+        # Longer than the stage: copy it straight out of the ring.
         n = lib.dp_ring_peek(self._r, 0, self._ptr)
         if n < 0:
             raise_for(n, "recv", ffi.errno)

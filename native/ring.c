@@ -82,6 +82,7 @@ struct seg_hdr {
             uint64_t head;
             uint32_t cons_sleeping;
             uint32_t data_futex;
+            uint32_t cons_never_sleeps; /* the consumer busy-polls */
         } p;
         char line[LINE];
     } prod;
@@ -90,6 +91,7 @@ struct seg_hdr {
             uint64_t tail;
             uint32_t prod_sleeping;
             uint32_t space_futex;
+            uint32_t prod_never_sleeps; /* the producer busy-polls */
         } c;
         char line[LINE];
     } cons;
@@ -141,12 +143,32 @@ static inline uint64_t rec_bytes(uint64_t len) { return (REC_HDR + len + ALIGN -
 
 /* Publishes an index.  The store must be ordered before reading the peer's
  * sleeping flag (the waiter does the mirror image) or a wake-up can be lost;
- * a locked exchange is that full barrier, and cheaper than store + mfence. */
-static inline void store_and_wake(uint64_t *index, uint64_t value, uint32_t *sleeping, uint32_t *fx)
+ * a locked exchange is that full barrier, and cheaper than store + mfence.
+ * A peer that busy-polls never sleeps, so a plain release store does: the
+ * locked exchange would stall this core until the line came back from the
+ * peer polling it, once per message.  (A peer leaving busy-poll mode raises
+ * its flag before it first sleeps; a publish racing with that switch can
+ * cost it one sleep slice, never a message.) */
+static inline void store_and_wake(uint64_t *index, uint64_t value, const uint32_t *never_sleeps, uint32_t *sleeping,
+                                  uint32_t *fx)
 {
+    if (LIKELY(LOAD_RLX(never_sleeps))) {
+        STORE_REL(index, value);
+        return;
+    }
     __atomic_exchange_n(index, value, __ATOMIC_SEQ_CST);
     if (UNLIKELY(LOAD_RLX(sleeping)))
         dp_osdep_futex_wake(fx);
+}
+
+/* Tells the peer whether this end's waits can sleep (see store_and_wake). */
+static void advertise_spin(dp_ring *r)
+{
+    uint32_t never = r->spin_ns < 0;
+    if (r->is_cons)
+        __atomic_store_n(&r->hdr->prod.p.cons_never_sleeps, never, __ATOMIC_SEQ_CST);
+    if (r->is_prod)
+        __atomic_store_n(&r->hdr->cons.c.prod_never_sleeps, never, __ATOMIC_SEQ_CST);
 }
 
 static struct endpoint *peer_ep(dp_ring *r)
@@ -173,7 +195,10 @@ static int peer_state(dp_ring *r, int check_pid)
         return DP_EAGAIN;
     if (!check_pid)
         return 1;
-    return dp_osdep_pid_alive(pid, LOAD_RLX(&e->starttime));
+    int alive = dp_osdep_pid_alive(pid, LOAD_RLX(&e->starttime));
+    if (alive == 0)
+        STORE_REL(&r->peer_gone, 1); /* dead stays dead: later calls need not look again */
+    return alive;
 }
 
 static int claim(dp_ring *r, struct endpoint *e)
@@ -196,6 +221,7 @@ static inline int as_producer(dp_ring *r)
         if (rc)
             return rc;
         r->is_prod = 1;
+        advertise_spin(r);
         r->head = LOAD_ACQ(&r->hdr->prod.p.head);
         r->tail_cache = LOAD_ACQ(&r->hdr->cons.c.tail);
     }
@@ -209,6 +235,7 @@ static inline int as_consumer(dp_ring *r)
         if (rc)
             return rc;
         r->is_cons = 1;
+        advertise_spin(r);
         r->tail = LOAD_ACQ(&r->hdr->cons.c.tail);
         r->head_cache = r->tail;
     }
@@ -466,7 +493,12 @@ uint64_t dp_ring_max_message(const dp_ring *r) { return r->max_msg; }
 void *dp_ring_base(const dp_ring *r) { return r->hdr; }
 uint64_t dp_ring_size(const dp_ring *r) { return r->map_size; }
 int dp_ring_owner_pid(const dp_ring *r) { return r->hdr->meta.m.owner_pid; }
-void dp_ring_set_spin(dp_ring *r, int64_t spin_ns) { r->spin_ns = spin_ns; }
+void dp_ring_set_spin(dp_ring *r, int64_t spin_ns)
+{
+    r->spin_ns = spin_ns;
+    advertise_spin(r);
+}
+int64_t dp_ring_spin(const dp_ring *r) { return r->spin_ns; }
 
 uint64_t dp_ring_used(const dp_ring *r)
 {
@@ -559,7 +591,8 @@ static inline char *place(dp_ring *r, uint32_t len)
 
 static inline void publish(dp_ring *r)
 {
-    store_and_wake(&r->hdr->prod.p.head, r->head, &r->hdr->prod.p.cons_sleeping, &r->hdr->prod.p.data_futex);
+    store_and_wake(&r->hdr->prod.p.head, r->head, &r->hdr->prod.p.cons_never_sleeps, &r->hdr->prod.p.cons_sleeping,
+                   &r->hdr->prod.p.data_futex);
 }
 
 static inline int producer_check(dp_ring *r)
@@ -740,7 +773,8 @@ static inline int next_record(dp_ring *r, char **ptr, uint32_t *len)
 static inline void release_to(dp_ring *r, uint64_t tail)
 {
     r->tail = tail;
-    store_and_wake(&r->hdr->cons.c.tail, tail, &r->hdr->cons.c.prod_sleeping, &r->hdr->cons.c.space_futex);
+    store_and_wake(&r->hdr->cons.c.tail, tail, &r->hdr->cons.c.prod_never_sleeps, &r->hdr->cons.c.prod_sleeping,
+                   &r->hdr->cons.c.space_futex);
 }
 
 static int data_cond(dp_ring *r)

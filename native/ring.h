@@ -55,6 +55,7 @@ uint64_t dp_ring_layout(int field);
 /* Waiting policy of this handle: spin for spin_ns, then sleep on a futex.
  * spin_ns < 0 busy-polls forever (lowest latency, burns a core). */
 void dp_ring_set_spin(dp_ring *r, int64_t spin_ns);
+int64_t dp_ring_spin(const dp_ring *r);
 
 /* Producer. */
 int dp_ring_send(dp_ring *r, const char *data, uint32_t len, int64_t timeout_ns);
