@@ -35,6 +35,7 @@ _FOREVER = -1
 # Longest a recv spins holding the GIL (the fast path); past it the wait goes
 # to the shim's blocking call, which releases the GIL.
 FAST_SPIN_NS = 20_000
+_NOT_STAGED = (IndexError, TypeError, ValueError, BufferError)
 _fast_send, _fast_recv, _fast_poll = fast_lib.dp_stage_send, fast_lib.dp_stage_recv, fast_lib.dp_stage_poll
 
 
@@ -363,39 +364,45 @@ class Ring:
     # --------------------------------------------------------- producer --
 
     def send(self, data: Any, timeout: float | None = None) -> None:
-        """Copy one message into the ring, waiting for room."""
-        if type(data) is bytes:
-            n = len(data)
-            if n <= self._stage_cap:
-                self._txbuf[:n] = data
-                self._txlen[0] = n
-                rc = _fast_send(self._txst)
-                if rc == 0:
-                    return
-                if rc != DP_EAGAIN:
-                    self._fail(rc, "send")
+        """Copy one message (any contiguous bytes-like object) into the ring,
+        waiting for room."""
+        n = len(data)
+        try:
+            # The stage takes a flat buffer of exactly n bytes that fits it;
+            # anything else (too big, a str, a multi-byte format) raises here
+            # and takes the general path below.
+            self._txbuf[:n] = data
+        except _NOT_STAGED:
+            pass
         else:
-            data = ffi.from_buffer(data)
-        rc = lib.dp_ring_send(self._live(), data, len(data), _ns(timeout))
+            self._txlen[0] = n
+            rc = _fast_send(self._txst)
+            if rc == 0:
+                return
+            if rc != DP_EAGAIN:
+                self._fail(rc, "send")
+        buf = ffi.from_buffer(data)
+        rc = lib.dp_ring_send(self._live(), buf, len(buf), _ns(timeout))
         if rc < 0:
             raise_for(rc, "send", ffi.errno)
 
     def try_send(self, data: Any) -> bool:
         """Send without waiting; False when the ring is full."""
-        if type(data) is bytes:
-            n = len(data)
-            if n <= self._stage_cap:
-                self._txbuf[:n] = data
-                self._txlen[0] = n
-                rc = _fast_send(self._txst)
-                if rc == 0:
-                    return True
-                if rc == DP_EAGAIN:
-                    return False
-                self._fail(rc, "send")
+        n = len(data)
+        try:
+            self._txbuf[:n] = data
+        except _NOT_STAGED:
+            pass
         else:
-            data = ffi.from_buffer(data)
-        rc = lib.dp_ring_send(self._live(), data, len(data), 0)
+            self._txlen[0] = n
+            rc = _fast_send(self._txst)
+            if rc == 0:
+                return True
+            if rc == DP_EAGAIN:
+                return False
+            self._fail(rc, "send")
+        buf = ffi.from_buffer(data)
+        rc = lib.dp_ring_send(self._live(), buf, len(buf), 0)
         if rc < 0:
             if rc == DP_EAGAIN:
                 return False

@@ -135,6 +135,29 @@ def native_latency(size: int, iters: int, warmup: int) -> list[int]:
             rx.unlink()
 
 
+def _cacheline_echo(word: Any, n: int) -> None:
+    from dataplane._ffi import ffi, lib
+
+    _pin(1)
+    lib.dp_bench_cacheline(ffi.cast("uint64_t *", ffi.from_buffer(word)), n, 0, ffi.NULL)
+
+
+def cacheline_latency(iters: int, warmup: int) -> list[int]:
+    """Round trips (ns) of one shared 8-byte word bounced between two
+    processes by C loops: the floor the ring's own loop is compared with."""
+    import mmap
+
+    from dataplane._ffi import ffi, lib
+
+    word = mmap.mmap(-1, 4096)  # MAP_SHARED: the forked child sees it
+    p = _child(_cacheline_echo, word, warmup + iters)
+    _pin(0)
+    rtt = ffi.new("uint64_t[]", warmup + iters)
+    lib.dp_bench_cacheline(ffi.cast("uint64_t *", ffi.from_buffer(word)), warmup + iters, 1, rtt)
+    _finish(p)
+    return list(ffi.unpack(rtt, warmup + iters))[warmup:]
+
+
 # --------------------------------------------------------------- peers --
 
 def _zmq_echo(addr: str, n: int) -> None:
@@ -388,6 +411,7 @@ def _latency(args: argparse.Namespace) -> dict:
     n = max(1000, args.iters // (20 if args.quick else 1))
     w = min(args.warmup, n)
     runs: dict[str, tuple[str, Callable[[], list[int]]]] = {
+        "cacheline": ("C, one shared word, no ring (the floor)", lambda: cacheline_latency(n * 5, w)),
         "ring-native": ("ring, loop in the C shim (busy-poll)", lambda: native_latency(args.size, n * 5, w)),
         "ring": ("ring from Python (busy-poll)", lambda: ring_latency(args.size, n, w, busy=True)),
         "ring-futex": ("ring from Python (futex sleep, no spin)", lambda: ring_latency(args.size, max(1000, n // 20), w // 10, busy=False, spin_s=0.0)),
