@@ -714,7 +714,9 @@ static int send_many(dp_ring *r, const char *buf, const uint32_t *lens, uint32_t
         uint32_t l = lens ? lens[sent] : fixed;
         if (!bulk && sent > 0 && have_room(r, footprint(r, r->head, rec_bytes(l))) != 1)
             break;
-        memcpy(place(r, l), buf, l);
+        char *dst = place(r, l);
+        __builtin_prefetch(dst + 2048, 1, 0);
+        memcpy(dst, buf, l);
         buf += l;
     }
     publish(r);
@@ -864,6 +866,7 @@ static int recv_many(dp_ring *r, char *buf, uint64_t cap, uint32_t *lens, uint32
     do {
         if (fixed ? len != fixed : len > cap - off)
             break;
+        __builtin_prefetch(p + 2048, 0, 0);
         memcpy(buf + off, p, len);
         off += len;
         if (lens)
