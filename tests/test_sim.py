@@ -218,3 +218,22 @@ def test_theory_rejects_unstable_queues() -> None:
         theory.mmn_sojourn_quantile(0.99, 4, 0.4, 0.1)
     with pytest.raises(SimConfigError, match="unstable"):
         theory.mm1_mean_sojourn(0.2, 0.1)
+
+
+@pytest.mark.parametrize("n", [1, 99, 100, 12_345, 1_000_000])
+def test_bimodal_99_exact_has_exactly_one_percent_long(n: int) -> None:
+    import numpy as np
+
+    from dataplane.sim.distributions import get_distribution
+
+    d = get_distribution("bimodal-99-exact")
+    x = d.sample(np.random.default_rng(7), n, 10.0)
+    assert len(x) == n
+    assert int((x == 505.0).sum()) == round(0.01 * n)
+    assert int((x == 5.0).sum()) == n - round(0.01 * n)
+    if n >= 100:
+        assert abs(x.mean() - 10.0) < 0.5  # the same shape and mean as bimodal-99
+    # positions are random, not the first 1%
+    if n == 1_000_000:
+        idx = np.flatnonzero(x == 505.0)
+        assert idx.min() < 1000 and idx.max() > n - 1000

@@ -9,6 +9,10 @@ with bimodal-99 exactly the slowest 1% are long requests, so a p99 SLO
 below 50.5·S hinges on whether a sample holds a few more or fewer than 1%
 long requests (see docs/simulator.md); with 0.1% long requests the p99 is
 decided by how long short requests wait.
+
+bimodal-99-exact is bimodal-99 drawn with exactly 1% long requests (their
+positions random): the same shape without the binomial luck of the count,
+so the p99 question is decided by the short requests' waits.
 """
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ class Distribution:
     p_long: float = 0.0
     short: float = 1.0
     long: float = 1.0
+    exact: bool = False  # bimodal: exactly round(p_long * n) long draws
 
     def __post_init__(self) -> None:
         if self.kind not in ("fixed", "exponential", "bimodal"):
@@ -45,7 +50,11 @@ class Distribution:
             return np.full(n, float(mean))
         if self.kind == "exponential":
             return rng.exponential(float(mean), n)
-        is_long = rng.random(n) < self.p_long
+        if self.exact:
+            is_long = np.zeros(n, dtype=bool)
+            is_long[rng.permutation(n)[: round(self.p_long * n)]] = True
+        else:
+            is_long = rng.random(n) < self.p_long
         return np.where(is_long, self.long * mean, self.short * mean)
 
     @property
@@ -70,6 +79,7 @@ DISTRIBUTIONS: dict[str, Distribution] = {
         Distribution("exponential", "exponential"),
         Distribution("bimodal-90", "bimodal", p_long=0.10, short=0.5, long=5.5),
         Distribution("bimodal-99", "bimodal", p_long=0.01, short=0.5, long=50.5),
+        Distribution("bimodal-99-exact", "bimodal", p_long=0.01, short=0.5, long=50.5, exact=True),
         Distribution("bimodal-999", "bimodal", p_long=0.001, short=0.5, long=500.5),
     )
 }
