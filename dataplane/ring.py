@@ -21,6 +21,7 @@ from dataplane.errors import (
     MessageTooLarge,
     RingCorrupt,
     RingNotFound,
+    WouldBlock,
     raise_for,
 )
 
@@ -388,25 +389,10 @@ class Ring:
 
     def try_send(self, data: Any) -> bool:
         """Send without waiting; False when the ring is full."""
-        n = len(data)
         try:
-            self._txbuf[:n] = data
-        except _NOT_STAGED:
-            pass
-        else:
-            self._txlen[0] = n
-            rc = _fast_send(self._txst)
-            if rc == 0:
-                return True
-            if rc == DP_EAGAIN:
-                return False
-            self._fail(rc, "send")
-        buf = ffi.from_buffer(data)
-        rc = lib.dp_ring_send(self._live(), buf, len(buf), 0)
-        if rc < 0:
-            if rc == DP_EAGAIN:
-                return False
-            raise_for(rc, "send", ffi.errno)
+            self.send(data, 0)
+        except WouldBlock:
+            return False
         return True
 
     def reserve(self, nbytes: int, timeout: float | None = None) -> Reservation:

@@ -9,6 +9,11 @@ nothing refused early, nothing shed), which shows the collapse.  Goodput is
 responses that met their deadline, per second.  ``--mode sim`` runs in
 virtual time (deterministic for a seed), ``live`` on worker processes that
 busy-spin for each service time, ``both`` (default) does both.
+
+``--controls`` adds the gateway's optional controls as rows: ``codel``
+(no admission control; CoDel on each tenant's queue, target 5 ms, interval
+100 ms, instead) and ``aimd`` (admission control plus the adaptive AIMD
+concurrency limit, latency target the ``--breaker-ms`` threshold).
 """
 from __future__ import annotations
 
@@ -43,6 +48,29 @@ def _floats(s: str) -> list[float]:
     return xs
 
 
+CONTROLS = ("admission", "none", "codel", "aimd")
+
+
+def _controls(s: str) -> list[str]:
+    xs = [x.strip() for x in s.split(",") if x.strip()]
+    bad = [x for x in xs if x not in CONTROLS]
+    if not xs or bad:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated subset of {','.join(CONTROLS)}, got {s!r}")
+    return list(dict.fromkeys(xs))
+
+
+def _control_options(control: str, n: int, breaker_ms: float) -> dict:
+    """The gateway options of one row; ``n`` requests can run at once."""
+    if control == "admission":
+        return {"admission": True}
+    if control == "none":
+        return {"admission": False}
+    if control == "codel":
+        return {"admission": False, "codel": {"target": 0.005, "interval": 0.1}}
+    return {"admission": True, "concurrency": {"initial": n, "min_limit": 1, "max_limit": 4 * n,
+                                               "latency_target": breaker_ms / 1e3}}
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = __doc__.splitlines()[0]
     add_common_arguments(p, sim_duration=3.0, live_duration=3.0)
@@ -54,6 +82,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scheduler", choices=("drr", "wfq"), default="drr", help="fair scheduler (default drr)")
     p.add_argument("--slo-ms", type=_floats, default=[20.0, 50.0], metavar="A,B",
                    help="one tenant per SLO, equal weights and traffic (default 20,50)")
+    p.add_argument("--controls", type=_controls, default=["admission", "none"], metavar="C,D",
+                   help="rows per load, from admission,none,codel,aimd (default admission,none): codel = "
+                        "CoDel on the queues instead of admission control, aimd = admission + adaptive "
+                        "concurrency limit")
     p.add_argument("--strict", action="store_true",
                    help="exit 1 if a simulated check fails (live numbers depend on the machine)")
 
@@ -82,13 +114,15 @@ def run(args) -> int:
                 cap = setup.nominal_capacity(mode)
             loads = sweep if (mode == "sim" or args.live_sweep) else table_loads
             for load in loads:
-                for control in ("admission", "none"):
+                for control in args.controls:
                     streams = [Stream(t.name, load * cap / len(tenants), setup.service) for t in tenants]
                     if mode == "live":
                         cap = live.capacity  # the latest measurement
                         streams = [Stream(t.name, load * cap / len(tenants), setup.service) for t in tenants]
+                    n = setup.n(mode) * (setup.slots if mode == "live" else 1)
                     out = run_scenario(setup, mode, control, tenants, streams, capacity=cap,
-                                       scheduler=args.scheduler, admission=control == "admission", live=live)
+                                       scheduler=args.scheduler, live=live,
+                                       **_control_options(control, n, setup.breaker_ms))
                     out.facts["load"] = load
                     results.append(out)
                     print(f"  {mode} {control:9s} {load:g}x: goodput {out.t('*')['goodput_per_s'] / cap:.1%} "
@@ -134,8 +168,14 @@ def run(args) -> int:
             print(f"check {o.mode} {o.facts['load']:g}x admission: goodput {g:.1%} of capacity (>= 90%: "
                   f"{'yes' if ok_g else 'NO'}); p99 <= deadline for every tenant: "
                   f"{'yes' if not bad_p99 else 'NO: ' + ','.join(bad_p99)}")
-        else:
+        elif o.label == "none":
             print(f"check {o.mode} {o.facts['load']:g}x no admission: goodput {g:.1%} of capacity (collapse)")
+        else:  # the optional controls: reported, not required
+            extra = (f"{o.facts['codel_drops']} shed by CoDel" if o.label == "codel" else
+                     f"final limit {o.facts['concurrency_limit_final']}, "
+                     f"{o.facts['concurrency_decreases']} decreases")
+            print(f"info {o.mode} {o.facts['load']:g}x {o.label}: goodput {g:.1%} of capacity; p99 "
+                  + " ".join(f"{t.name}:{fmt(o.t(t.name)['p99_ms'])} ms" for t in tenants) + f"; {extra}")
 
     over = []
     if not args.no_overhead:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import os
 import resource
 import sys
@@ -21,22 +20,9 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from dataplane.bench.stats import Summary, histogram, percentile_curve, summarize
+from dataplane.bench.procs import CTX, child, finish, pin, round_trips
+from dataplane.bench.stats import histogram, percentile_curve, summarize
 
-CTX = mp.get_context("fork")
-
-
-# ------------------------------------------------------------- plumbing --
-
-# Taken once: after the parent pins itself, a forked child inherits that one
-# CPU, and two busy-pollers sharing a core wait a scheduler tick per hop.
-_CPUS = sorted(os.sched_getaffinity(0))
-
-
-def _pin(cpu_index: int) -> None:
-    cpus = _CPUS
-    if len(cpus) > 1:
-        os.sched_setaffinity(0, {cpus[cpu_index % len(cpus)]})
 
 
 def _names() -> tuple[str, str]:
@@ -44,25 +30,12 @@ def _names() -> tuple[str, str]:
     return tag + "-ab", tag + "-ba"
 
 
-def _child(target: Callable[..., None], *args: Any) -> mp.Process:
-    p = CTX.Process(target=target, args=args, daemon=True)
-    p.start()
-    return p
-
-
-def _finish(p: mp.Process) -> None:
-    p.join(30)
-    if p.is_alive():
-        p.kill()
-        raise RuntimeError("benchmark peer did not finish")
-
-
 # ---------------------------------------------------------- ring (Python) --
 
 def _ring_echo(ab: str, ba: str, n: int, busy: bool, spin_s: float | None) -> None:
     from dataplane.ring import Ring
 
-    _pin(1)
+    pin(1)
     rx, tx = Ring.attach(ab, busy_poll=busy), Ring.attach(ba, busy_poll=busy)
     if spin_s is not None:
         rx.set_spin(spin_s)
@@ -82,20 +55,10 @@ def ring_latency(size: int, iters: int, warmup: int, busy: bool = True, spin_s: 
         try:
             if spin_s is not None:
                 rx.set_spin(spin_s)
-            p = _child(_ring_echo, ab, ba, warmup + iters, busy, spin_s)
-            _pin(0)
-            msg = b"x" * size
-            send, recv, now = tx.send, rx.recv, time.perf_counter_ns
-            for _ in range(warmup):
-                send(msg)
-                recv()
-            out = [0] * iters
-            for i in range(iters):
-                t0 = now()
-                send(msg)
-                recv()
-                out[i] = now() - t0
-            _finish(p)
+            p = child(_ring_echo, ab, ba, warmup + iters, busy, spin_s)
+            pin(0)
+            out = round_trips(tx.send, rx.recv, b"x" * size, iters, warmup)
+            finish(p)
             return out
         finally:
             tx.unlink()
@@ -106,7 +69,7 @@ def _native_echo(ab: str, ba: str, size: int, n: int) -> None:
     from dataplane._ffi import ffi, lib
     from dataplane.ring import Ring
 
-    _pin(1)
+    pin(1)
     rx, tx = Ring.attach(ab, busy_poll=True), Ring.attach(ba, busy_poll=True)
     lib.dp_bench_pingpong(tx._r, rx._r, size, n, 0, ffi.NULL)
     rx.close()
@@ -122,13 +85,13 @@ def native_latency(size: int, iters: int, warmup: int) -> list[int]:
     ab, ba = _names()
     with Ring.create(ab, capacity=1 << 16, busy_poll=True) as tx, Ring.create(ba, capacity=1 << 16, busy_poll=True) as rx:
         try:
-            p = _child(_native_echo, ab, ba, size, warmup + iters)
-            _pin(0)
+            p = child(_native_echo, ab, ba, size, warmup + iters)
+            pin(0)
             rtt = ffi.new("uint64_t[]", warmup + iters)
             rc = lib.dp_bench_pingpong(tx._r, rx._r, size, warmup + iters, 1, rtt)
             if rc < 0:
                 raise_for(rc, "native pingpong", ffi.errno)
-            _finish(p)
+            finish(p)
             return list(ffi.unpack(rtt, warmup + iters))[warmup:]
         finally:
             tx.unlink()
@@ -138,7 +101,7 @@ def native_latency(size: int, iters: int, warmup: int) -> list[int]:
 def _cacheline_echo(word: Any, n: int) -> None:
     from dataplane._ffi import ffi, lib
 
-    _pin(1)
+    pin(1)
     lib.dp_bench_cacheline(ffi.cast("uint64_t *", ffi.from_buffer(word)), n, 0, ffi.NULL)
 
 
@@ -150,11 +113,11 @@ def cacheline_latency(iters: int, warmup: int) -> list[int]:
     from dataplane._ffi import ffi, lib
 
     word = mmap.mmap(-1, 4096)  # MAP_SHARED: the forked child sees it
-    p = _child(_cacheline_echo, word, warmup + iters)
-    _pin(0)
+    p = child(_cacheline_echo, word, warmup + iters)
+    pin(0)
     rtt = ffi.new("uint64_t[]", warmup + iters)
     lib.dp_bench_cacheline(ffi.cast("uint64_t *", ffi.from_buffer(word)), warmup + iters, 1, rtt)
-    _finish(p)
+    finish(p)
     return list(ffi.unpack(rtt, warmup + iters))[warmup:]
 
 
@@ -163,7 +126,7 @@ def cacheline_latency(iters: int, warmup: int) -> list[int]:
 def _zmq_echo(addr: str, n: int) -> None:
     import zmq
 
-    _pin(1)
+    pin(1)
     ctx = zmq.Context()
     s = ctx.socket(zmq.REP)
     s.bind(addr)
@@ -179,25 +142,15 @@ def zmq_latency(size: int, iters: int, warmup: int) -> list[int]:
 
     path = os.path.join(tempfile.gettempdir(), f"dpbench-{os.getpid()}-{uuid.uuid4().hex[:8]}.ipc")
     addr = "ipc://" + path
-    p = _child(_zmq_echo, addr, warmup + iters)
-    _pin(0)
+    p = child(_zmq_echo, addr, warmup + iters)
+    pin(0)
     ctx = zmq.Context()
     s = ctx.socket(zmq.REQ)
     s.connect(addr)
-    msg = b"x" * size
-    send, recv, now = s.send, s.recv, time.perf_counter_ns
-    for _ in range(warmup):
-        send(msg)
-        recv()
-    out = [0] * iters
-    for i in range(iters):
-        t0 = now()
-        send(msg)
-        recv()
-        out[i] = now() - t0
+    out = round_trips(s.send, s.recv, b"x" * size, iters, warmup)
     s.close(linger=0)
     ctx.term()
-    _finish(p)
+    finish(p)
     try:
         os.unlink(path)
     except FileNotFoundError:
@@ -206,7 +159,7 @@ def zmq_latency(size: int, iters: int, warmup: int) -> list[int]:
 
 
 def _pipe_echo(conn: Any, n: int) -> None:
-    _pin(1)
+    pin(1)
     recv, send = conn.recv_bytes, conn.send_bytes
     for _ in range(n):
         send(recv())
@@ -215,20 +168,10 @@ def _pipe_echo(conn: Any, n: int) -> None:
 def pipe_latency(size: int, iters: int, warmup: int) -> list[int]:
     """multiprocessing.Pipe (duplex), the standard library's choice."""
     a, b = CTX.Pipe()
-    p = _child(_pipe_echo, b, warmup + iters)
-    _pin(0)
-    msg = b"x" * size
-    send, recv, now = a.send_bytes, a.recv_bytes, time.perf_counter_ns
-    for _ in range(warmup):
-        send(msg)
-        recv()
-    out = [0] * iters
-    for i in range(iters):
-        t0 = now()
-        send(msg)
-        recv()
-        out[i] = now() - t0
-    _finish(p)
+    p = child(_pipe_echo, b, warmup + iters)
+    pin(0)
+    out = round_trips(a.send_bytes, a.recv_bytes, b"x" * size, iters, warmup)
+    finish(p)
     return out
 
 
@@ -239,7 +182,7 @@ def _tp_producer(name: str, mode: str, size: int, count: int, batch: int) -> Non
 
     from dataplane.ring import Ring
 
-    _pin(1)
+    pin(1)
     r = Ring.attach(name, busy_poll=True)
     if mode == "message":
         send, msg = r.send, b"x" * size
@@ -270,8 +213,8 @@ def ring_throughput(mode: str, size: int, count: int, batch: int = 256) -> dict:
     cap = max(1 << 20, 1 << (4 * size - 1).bit_length())
     with Ring.create(name, capacity=cap, busy_poll=True) as r:
         try:
-            p = _child(_tp_producer, name, mode, size, count, batch)
-            _pin(0)
+            p = child(_tp_producer, name, mode, size, count, batch)
+            pin(0)
             now = time.perf_counter
             if mode == "message":
                 recv = r.recv
@@ -299,7 +242,7 @@ def ring_throughput(mode: str, size: int, count: int, batch: int = 256) -> dict:
                         v[-1]
                 got = count - 1
             dt = now() - t0
-            _finish(p)
+            finish(p)
         finally:
             r.unlink()
     return {"mode": mode, "size": size, "messages": got, "seconds": dt, "msgs_per_s": got / dt, "gb_per_s": got * size / dt / 1e9}
@@ -308,7 +251,7 @@ def ring_throughput(mode: str, size: int, count: int, batch: int = 256) -> dict:
 def _zmq_push(addr: str, size: int, count: int) -> None:
     import zmq
 
-    _pin(1)
+    pin(1)
     ctx = zmq.Context()
     s = ctx.socket(zmq.PUSH)
     s.connect(addr)
@@ -326,8 +269,8 @@ def zmq_throughput(size: int, count: int) -> dict:
     ctx = zmq.Context()
     s = ctx.socket(zmq.PULL)
     s.bind("ipc://" + path)
-    p = _child(_zmq_push, "ipc://" + path, size, count)
-    _pin(0)
+    p = child(_zmq_push, "ipc://" + path, size, count)
+    pin(0)
     copy = size < 65536
     s.recv(copy=copy)
     t0 = time.perf_counter()
@@ -336,14 +279,14 @@ def zmq_throughput(size: int, count: int) -> dict:
     dt = time.perf_counter() - t0
     s.close(linger=0)
     ctx.term()
-    _finish(p)
+    finish(p)
     os.unlink(path)
     n = count - 1
     return {"mode": "pyzmq PUSH/PULL ipc", "size": size, "messages": n, "seconds": dt, "msgs_per_s": n / dt, "gb_per_s": n * size / dt / 1e9}
 
 
 def _pipe_push(conn: Any, size: int, count: int) -> None:
-    _pin(1)
+    pin(1)
     msg = b"x" * size
     for _ in range(count):
         conn.send_bytes(msg)
@@ -351,14 +294,14 @@ def _pipe_push(conn: Any, size: int, count: int) -> None:
 
 def pipe_throughput(size: int, count: int) -> dict:
     a, b = CTX.Pipe(duplex=False)
-    p = _child(_pipe_push, b, size, count)
-    _pin(0)
+    p = child(_pipe_push, b, size, count)
+    pin(0)
     a.recv_bytes()
     t0 = time.perf_counter()
     for _ in range(count - 1):
         a.recv_bytes()
     dt = time.perf_counter() - t0
-    _finish(p)
+    finish(p)
     n = count - 1
     return {"mode": "multiprocessing.Pipe", "size": size, "messages": n, "seconds": dt, "msgs_per_s": n / dt, "gb_per_s": n * size / dt / 1e9}
 
@@ -381,11 +324,11 @@ def idle_cpu(seconds: float = 1.0) -> dict:
     name = _names()[0]
     with Ring.create(name, capacity=4096) as r:
         try:
-            p = _child(_idle_sender, name, seconds)
+            p = child(_idle_sender, name, seconds)
             ru0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
             r.recv(timeout=seconds + 10)
             ru1, wall = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter() - t0
-            _finish(p)
+            finish(p)
         finally:
             r.unlink()
     cpu = ru1.ru_utime - ru0.ru_utime + ru1.ru_stime - ru0.ru_stime

@@ -120,13 +120,16 @@ def summarize(r: TenantRecord, window: float, slo: float | None) -> dict:
 
 
 def make_gateway(clock, setup: Setup, mode: str, tenants: Sequence[Tenant], *, scheduler: str = "drr",
-                 admission: bool = True, slots: int = 1) -> Gateway:
+                 admission: bool = True, slots: int = 1, codel: dict | None = None,
+                 concurrency: dict | None = None) -> Gateway:
     """The gateway every scenario uses; ``admission=False`` is the
-    uncontrolled baseline (same bounded queues, no admission, no shedding)."""
+    uncontrolled baseline (same bounded queues, no admission, no shedding).
+    ``codel`` and ``concurrency`` are the gateway's optional controls."""
     gw = Gateway(
         setup.n(mode), clock=clock, scheduler=scheduler, admission=admission, shed_expired=admission,
         slots=slots, estimator=ServiceEstimator(setup.service.mean, 5 * setup.service.mean),
         breaker={"p99_threshold": setup.breaker_ms / 1e3, "window": 1.0},
+        codel=codel, concurrency=concurrency,
     )
     for t in tenants:
         gw.add_tenant(t.name, t.weight, slo=t.slo, rate=t.rate)
@@ -135,7 +138,8 @@ def make_gateway(clock, setup: Setup, mode: str, tenants: Sequence[Tenant], *, s
 
 def run(setup: Setup, mode: str, label: str, tenants: Sequence[Tenant], streams: Sequence[Stream], *,
         capacity: float, scheduler: str = "drr", admission: bool = True, warmup_frac: float = 0.1,
-        pool=None, live: "Live | None" = None) -> Outcome:
+        pool=None, live: "Live | None" = None, codel: dict | None = None,
+        concurrency: dict | None = None) -> Outcome:
     """Run one scenario (``streams`` at absolute rates) in ``mode``.
 
     Live, ``capacity`` is the measurement the rates were scaled to; the pool is
@@ -150,13 +154,14 @@ def run(setup: Setup, mode: str, label: str, tenants: Sequence[Tenant], streams:
     wall = time.perf_counter()
     if mode == "sim":
         clock = VirtualClock()
-        gw = make_gateway(clock, setup, mode, tenants, scheduler=scheduler, admission=admission)
+        gw = make_gateway(clock, setup, mode, tenants, scheduler=scheduler, admission=admission,
+                          codel=codel, concurrency=concurrency)
         simulate(gw, clock, sched, recorder=rec)
     else:
         from dataplane.control.live import run_live
 
         gw = make_gateway(MonotonicClock(), setup, mode, tenants, scheduler=scheduler, admission=admission,
-                          slots=setup.slots)
+                          slots=setup.slots, codel=codel, concurrency=concurrency)
         _, live_facts = run_live(gw, sched, live.pool if live is not None else pool, recorder=rec)
         facts.update(live_facts)
         if live is not None:
@@ -165,6 +170,11 @@ def run(setup: Setup, mode: str, label: str, tenants: Sequence[Tenant], streams:
             capacity = (capacity + after) / 2
     facts["run_wall_s"] = time.perf_counter() - wall
     facts["breaker_trips"] = sum(gw.breaker(w).trips for w in gw.workers)
+    if codel is not None:
+        facts["codel_drops"] = gw.codel_drops
+    if gw.limiter is not None:
+        facts["concurrency_limit_final"] = gw.limiter.limit
+        facts["concurrency_decreases"] = gw.limiter.decreases
     window = duration - t0
     out = Outcome(mode, label, window, capacity, facts=facts)
     slos = {str(t.name): t.slo for t in tenants}

@@ -1,5 +1,6 @@
 """The control plane: admission control, fair scheduling, bounded queues and
-circuit breakers, as plain objects on an injectable clock.
+circuit breakers (and, opt-in, a CoDel queue-delay target and an adaptive
+concurrency limit), as plain objects on an injectable clock.
 
 The same objects run in virtual time (:func:`simulate`, a discrete-event
 driver) and live (:func:`dataplane.control.live.run_live`, worker
@@ -10,6 +11,8 @@ from __future__ import annotations
 from dataplane.control.admission import Account, AdmissionController
 from dataplane.control.breaker import BreakerState, CircuitBreaker
 from dataplane.control.bucket import TokenBucket
+from dataplane.control.codel import CoDel
+from dataplane.control.concurrency import AIMDLimit
 from dataplane.control.drr import DRRScheduler
 from dataplane.control.errors import (
     DeadlineInPast,
@@ -30,12 +33,14 @@ from dataplane.control.wfq import WFQScheduler
 from dataplane.control.workload import Arrival, Service, Stream, arrivals
 
 __all__ = [
+    "AIMDLimit",
     "Account",
     "AdmissionController",
     "Arrival",
     "BoundedQueue",
     "BreakerState",
     "CircuitBreaker",
+    "CoDel",
     "DRRScheduler",
     "DeadlineInPast",
     "Estimate",

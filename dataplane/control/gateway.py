@@ -11,6 +11,11 @@ The gateway does no I/O and owns no thread; a driver calls it:
 * ``complete(req, service_time)`` when a worker finishes one: it feeds the
   service-time estimator and the worker's circuit breaker.
 
+Two optional controls (off by default): ``codel`` sheds at dequeue when a
+tenant's queue delay stays above a target (:mod:`dataplane.control.codel`),
+and ``concurrency`` caps the requests in flight with an AIMD limit that
+adapts to the completions' latency (:mod:`dataplane.control.concurrency`).
+
 Shed and evicted requests are reported through ``on_drop(req, reason)``.
 :mod:`dataplane.control.vtime` drives it in virtual time and
 :mod:`dataplane.control.live` with real worker processes.
@@ -26,6 +31,8 @@ from dataplane.clock import Clock, MonotonicClock
 from dataplane.control.admission import AdmissionController
 from dataplane.control.breaker import BreakerState, CircuitBreaker
 from dataplane.control.bucket import TokenBucket
+from dataplane.control.codel import CoDel
+from dataplane.control.concurrency import AIMDLimit
 from dataplane.control.drr import DRRScheduler
 from dataplane.control.errors import (
     DeadlineInPast,
@@ -65,15 +72,18 @@ class TenantStats:
 
 
 class _Tenant:
-    __slots__ = ("name", "weight", "slo", "bucket", "stats", "work")
+    __slots__ = ("name", "weight", "slo", "bucket", "stats", "work", "codel", "queue")
 
-    def __init__(self, name: Hashable, weight: float, slo: float, bucket: TokenBucket | None) -> None:
+    def __init__(self, name: Hashable, weight: float, slo: float, bucket: TokenBucket | None,
+                 codel: CoDel | None = None, queue: Any = None) -> None:
         self.name = name
         self.weight = weight
         self.slo = slo
         self.bucket = bucket
         self.stats = TenantStats()
         self.work = 0.0  # queued work: the tenant's admission account
+        self.codel = codel  # the CoDel of the tenant's queue (None: off)
+        self.queue = queue  # that queue, for its length (CoDel's backlog rule)
 
 
 class _Worker:
@@ -109,6 +119,19 @@ class Gateway:
     baseline (bounded queues only).  ``strict``: unknown tenants are an error;
     otherwise they are added with the defaults.  ``breaker``: keyword
     arguments for each worker's :class:`CircuitBreaker`, or None for none.
+
+    ``codel``: keyword arguments for :class:`CoDel` (``target``,
+    ``interval``), or None (default: off).  Each tenant's queue gets its own
+    CoDel (one shared one under FIFO, which has one queue), as in FQ-CoDel,
+    so a tenant's standing queue costs that tenant, not its neighbours.  Its
+    sheds are reported like the deadline sheds (``on_drop``, counted in
+    ``shed``) with reason OVERLOADED: the queue is too long now, retry later.
+
+    ``concurrency``: keyword arguments for :class:`AIMDLimit` (or one), or
+    None (default: off).  ``dispatch()`` then holds requests in their queues
+    while the limit's worth are in flight; ``complete()`` feeds it each
+    request's dispatch-to-completion time and outcome.  Admission plans with
+    at most ``limit`` servers.
     """
 
     def __init__(
@@ -129,6 +152,8 @@ class Gateway:
         slots: int = 1,
         breaker: dict[str, Any] | None = None,
         on_drop: Callable[[Request, Reason], None] | None = None,
+        codel: dict[str, Any] | None = None,
+        concurrency: AIMDLimit | dict[str, Any] | None = None,
     ) -> None:
         names = list(range(workers)) if isinstance(workers, int) else list(workers)
         if not names:
@@ -162,6 +187,12 @@ class Gateway:
             self._workers.append(w)
             self._by_name[name] = w
         self._n_closed = len(names)   # workers whose breaker is closed (or who have none)
+        self._codel_args = self._check_codel(codel, clock)
+        self._codel_shared: CoDel | None = None  # FIFO: one queue, one CoDel
+        self._limiter = self._check_concurrency(concurrency)
+        self._n_inflight = 0   # dispatched, not completed: what the limiter caps (kept only with one)
+        if self._limiter is not None:
+            self._update_servers()
         # Bound methods of the data path, looked up once.
         self._try_admit = self.admission.try_admit
         self._dequeued = self.admission.dequeued
@@ -185,7 +216,15 @@ class Gateway:
         s = self.default_slo if slo is None else check_positive("slo", slo)
         bucket = TokenBucket(rate, burst, clock=self._clock) if rate is not None else None
         self._sched.add_tenant(tenant, w, capacity=capacity, policy=policy)
-        self._tenants[tenant] = _Tenant(tenant, w, s, bucket)
+        cd = None
+        if self._codel_args is not None:
+            if not self._sched.FAIR:  # FIFO: every tenant shares the one queue
+                if self._codel_shared is None:
+                    self._codel_shared = CoDel(clock=self._clock, **self._codel_args)
+                cd = self._codel_shared
+            else:
+                cd = CoDel(clock=self._clock, **self._codel_args)
+        self._tenants[tenant] = _Tenant(tenant, w, s, bucket, cd, self._sched.queue(tenant))
 
     def set_weight(self, tenant: Hashable, weight: float) -> None:
         """Change a tenant's weight at run time."""
@@ -260,6 +299,7 @@ class Gateway:
                 raise exc
         else:
             self.admission.account_queued(t, est)
+        req.started = now  # the enqueue time while queued (CoDel's sojourn); dispatch overwrites it
         try:
             dropped = self._enqueue(req, now)
         except Rejected as exc:  # the tenant's queue is full: backpressure
@@ -276,6 +316,9 @@ class Gateway:
         sched = self._sched
         if not sched:
             return None
+        lim = self._limiter
+        if lim is not None and self._n_inflight >= lim.limit:
+            return None  # backpressure: the requests wait in their queues
         now = self._now()
         w = self._pick(now)
         if w is None:
@@ -290,16 +333,28 @@ class Gateway:
                 if w.breaker is not None and w.breaker.state is not _CLOSED:
                     w.breaker.release_probe()  # the reserved probe found nothing to carry
                 return None
+            t = tenants[req.tenant]
             if shed and now + req.upper > req.deadline:
                 # It cannot finish in time: shed it instead of serving it
                 # late, and give its tenant the share back.
                 self._refund(req)
                 self._drop(req, Reason.DEADLINE, evicted=False)
+                cd = t.codel
+                if cd is not None and not t.queue:
+                    cd.empty()  # CoDel never saw the queue run dry
                 continue
-            t = tenants[req.tenant]
+            cd = t.codel
+            if cd is not None and cd.should_shed(req.started, now, backlog=len(t.queue)):
+                # A standing queue: shed it (reported like any shed, reason
+                # OVERLOADED) and give its tenant the share back.
+                self._refund(req)
+                self._drop(req, Reason.OVERLOADED, evicted=False)
+                continue
             dequeued(t, req.est)
             w.busy += 1
             w.dispatched += 1
+            if lim is not None:
+                self._n_inflight += 1
             req.worker = w.name
             req.started = now
             t.stats.dispatched += 1
@@ -323,6 +378,14 @@ class Gateway:
             self._observe(req.tenant if klass is None else klass, service_time)
         else:
             st.failed += 1
+        lim = self._limiter
+        if lim is not None:
+            n = self._n_inflight = self._n_inflight - 1
+            # The round trip as the gateway sees it (dispatch to completion):
+            # it grows when the backend is congested, whatever the worker says.
+            old = lim.limit
+            if lim.on_complete(self._now() - req.started, ok, n) != old:
+                self._update_servers()
         br = w.breaker
         if br is not None:
             br.record(service_time if latency is None else latency, ok, self._now())
@@ -353,9 +416,39 @@ class Gateway:
             self._n_closed -= 1
         elif new is _CLOSED:
             self._n_closed += 1
+        self._update_servers()
+
+    def _update_servers(self) -> None:
         # Admission plans with the healthy capacity; a probing worker counts
-        # for one server only when nothing else is left.
-        self.admission.servers = max(1, self._n_closed)
+        # for one server only when nothing else is left.  Under a concurrency
+        # limit no more than `limit` requests run at once.
+        n = self._n_closed
+        if self._limiter is not None and self._limiter.limit < n:
+            n = self._limiter.limit
+        self.admission.servers = max(1, n)
+
+    @staticmethod
+    def _check_codel(codel: dict[str, Any] | None, clock: Clock) -> dict[str, Any] | None:
+        if codel is None:
+            return None
+        if not isinstance(codel, dict):
+            raise InvalidRequest(f"codel must be a dict of CoDel arguments (target, interval) or None, got {codel!r}")
+        try:
+            CoDel(clock=clock, **codel)  # validate now, not at the first add_tenant
+        except TypeError as e:
+            raise InvalidRequest(f"bad codel arguments {codel!r}: {e}") from None
+        return dict(codel)
+
+    @staticmethod
+    def _check_concurrency(c: AIMDLimit | dict[str, Any] | None) -> AIMDLimit | None:
+        if c is None or isinstance(c, AIMDLimit):
+            return c
+        if not isinstance(c, dict):
+            raise InvalidRequest(f"concurrency must be an AIMDLimit, a dict of its arguments or None, got {c!r}")
+        try:
+            return AIMDLimit(**c)
+        except TypeError as e:
+            raise InvalidRequest(f"bad concurrency arguments {c!r}: {e}") from None
 
     def _rate_limited(self, t: _Tenant, c: float, now: float) -> None:
         b = t.bucket
@@ -398,6 +491,21 @@ class Gateway:
     def inflight(self) -> int:
         """Requests dispatched, not yet completed."""
         return sum(w.busy for w in self._workers)
+
+    @property
+    def limiter(self) -> AIMDLimit | None:
+        """The adaptive concurrency limit (None when off); fixed at construction."""
+        return self._limiter
+
+    @property
+    def codel_drops(self) -> int:
+        """Requests shed by CoDel (0 when it is off)."""
+        seen = {id(t.codel): t.codel for t in self._tenants.values() if t.codel is not None}
+        return sum(c.drops for c in seen.values())
+
+    def codel(self, tenant: Hashable) -> CoDel | None:
+        """The CoDel of ``tenant``'s queue (None when off)."""
+        return self._tenant(tenant).codel
 
     @property
     def workers(self) -> list:

@@ -19,7 +19,6 @@ copy/zero-copy crossover behind ``zmq_channel.COPY_THRESHOLD``.
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import os
 import socket
 import statistics
@@ -27,47 +26,9 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
-CTX = mp.get_context("fork")
-
-
-# ------------------------------------------------------------- plumbing --
-
-def _pin(index: int) -> None:
-    # The two ends on two different cores: the figures then measure the
-    # transport, not the scheduler's choices.
-    try:
-        cpus = sorted(os.sched_getaffinity(0))
-    except AttributeError:
-        return
-    if len(cpus) > 1:
-        os.sched_setaffinity(0, {cpus[index % len(cpus)]})
-
-
-def _unpin() -> None:
-    try:
-        os.sched_setaffinity(0, range(os.cpu_count() or 1))
-    except (AttributeError, OSError):
-        pass
-
-
-def _child(target: Callable[..., None], *args: Any) -> mp.Process:
-    p = CTX.Process(target=target, args=args, daemon=True)
-    p.start()
-    return p
-
-
-def _finish(p: mp.Process, timeout: float = 60) -> None:
-    p.join(timeout)
-    if p.is_alive():
-        p.kill()
-        p.join(5)
-        raise RuntimeError("benchmark peer did not finish")
-    if p.exitcode:
-        raise RuntimeError(f"benchmark peer failed (exit code {p.exitcode})")
-
+from dataplane.bench.procs import child, finish, pin, round_trips, unpin
 
 def _busy(ch: Any, on: bool) -> None:
     # Rings (shm, and RDMA's receive rings) sleep on a futex by default;
@@ -104,7 +65,7 @@ def _cleanup(url: str) -> None:
 def _channel_echo(url: str, n: int, busy: bool) -> None:
     from dataplane.transport import connect
 
-    _pin(1)
+    pin(1)
     ch = connect(url, timeout=30)
     _busy(ch, busy)
     send, recv = ch.send, ch.recv
@@ -121,25 +82,15 @@ def pingpong_channel(url: str, size: int, iters: int, warmup: int = 1000, *, bus
 
     with bind(url, **options) as ch:
         _busy(ch, busy_poll)
-        p = _child(_channel_echo, ch.url, warmup + iters, busy_poll)
+        p = child(_channel_echo, ch.url, warmup + iters, busy_poll)
         try:
-            _pin(0)
+            pin(0)
             if hasattr(ch, "accept"):
                 ch.accept(30)  # the handshake outside the measured loop
-            msg = b"x" * size
-            send, recv, now = ch.send, ch.recv, time.perf_counter_ns
-            for _ in range(warmup):
-                send(msg)
-                recv()
-            out = [0] * iters
-            for i in range(iters):
-                t0 = now()
-                send(msg)
-                recv()
-                out[i] = now() - t0
-            _finish(p)
+            out = round_trips(ch.send, ch.recv, b"x" * size, iters, warmup)
+            finish(p)
         finally:
-            _unpin()
+            unpin()
             if p.is_alive():
                 p.kill()
     _cleanup(url)
@@ -149,7 +100,7 @@ def pingpong_channel(url: str, size: int, iters: int, warmup: int = 1000, *, bus
 def _raw_echo(addr: str, n: int, pair: bool) -> None:
     import zmq
 
-    _pin(1)
+    pin(1)
     ctx = zmq.Context()
     s = ctx.socket(zmq.PAIR if pair else zmq.DEALER)
     s.connect(addr)
@@ -170,9 +121,9 @@ def pingpong_raw_zmq(addr: str, size: int, iters: int, warmup: int = 1000, *, pa
     s = ctx.socket(zmq.PAIR if pair else zmq.ROUTER)
     s.bind(addr)
     bound = s.last_endpoint.decode()
-    p = _child(_raw_echo, bound, warmup + iters, pair)
+    p = child(_raw_echo, bound, warmup + iters, pair)
     try:
-        _pin(0)
+        pin(0)
         msg = b"x" * size
         now = time.perf_counter_ns
         recv, send = s.recv, s.send
@@ -203,9 +154,9 @@ def pingpong_raw_zmq(addr: str, size: int, iters: int, warmup: int = 1000, *, pa
                 recv()
                 recv()
                 out[i] = now() - t0
-        _finish(p)
+        finish(p)
     finally:
-        _unpin()
+        unpin()
         if p.is_alive():
             p.kill()
         s.close(0)
@@ -219,7 +170,7 @@ def pingpong_raw_zmq(addr: str, size: int, iters: int, warmup: int = 1000, *, pa
 def _channel_producer(url: str, size: int, count: int, batch: int, busy: bool) -> None:
     from dataplane.transport import connect
 
-    _pin(1)
+    pin(1)
     ch = connect(url, timeout=30)
     _busy(ch, busy)
     msg = b"x" * size
@@ -248,9 +199,9 @@ def stream_channel(url: str, size: int, count: int, *, batch: int = 0, mode: str
     mode = mode or ("batch" if batch > 1 else "message")
     with bind(url, **options) as ch:
         _busy(ch, busy_poll)
-        p = _child(_channel_producer, ch.url, size, count, batch, busy_poll)
+        p = child(_channel_producer, ch.url, size, count, batch, busy_poll)
         try:
-            _pin(0)
+            pin(0)
             now = time.perf_counter
             # No timeouts in the loops (a dead producer is PeerGone anyway):
             # the same calls a raw consumer would make.
@@ -280,9 +231,9 @@ def stream_channel(url: str, size: int, count: int, *, batch: int = 0, mode: str
                 got = count - 1
             dt = now() - t0
             ch.send(b"done")
-            _finish(p)
+            finish(p)
         finally:
-            _unpin()
+            unpin()
             if p.is_alive():
                 p.kill()
         transport = ch.transport
@@ -294,7 +245,7 @@ def stream_channel(url: str, size: int, count: int, *, batch: int = 0, mode: str
 def _raw_producer(addr: str, size: int, count: int, copy_threshold: int) -> None:
     import zmq
 
-    _pin(1)
+    pin(1)
     ctx = zmq.Context()
     s = ctx.socket(zmq.DEALER)
     s.connect(addr)
@@ -321,9 +272,9 @@ def stream_raw_zmq(addr: str, size: int, count: int, *, copy_threshold: int = 65
     s = ctx.socket(zmq.ROUTER)
     s.bind(addr)
     bound = s.last_endpoint.decode()
-    p = _child(_raw_producer, bound, size, count, copy_threshold)
+    p = child(_raw_producer, bound, size, count, copy_threshold)
     try:
-        _pin(0)
+        pin(0)
         recv = s.recv
         copy = size < 65536 if recv_copy is None else recv_copy
         ident = recv()
@@ -334,9 +285,9 @@ def stream_raw_zmq(addr: str, size: int, count: int, *, copy_threshold: int = 65
             recv(copy=copy)
         dt = time.perf_counter() - t0
         s.send_multipart([ident, b"done"])
-        _finish(p)
+        finish(p)
     finally:
-        _unpin()
+        unpin()
         if p.is_alive():
             p.kill()
         s.close(0)
