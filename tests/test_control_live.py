@@ -4,14 +4,15 @@ import pytest
 from dataplane.clock import MonotonicClock
 from dataplane.control import Gateway, Recorder, Service, ServiceEstimator, Stream, arrivals
 from dataplane.control.errors import Reason
-from dataplane.control.live import WorkerPool, calibrate, run_live
+from dataplane.control.live import ExecutorPool, WorkerPool, calibrate, run_live
 
 SVC = Service("const", 1e-3)
 
 
-@pytest.fixture(scope="module")
-def pool():
-    p = WorkerPool(2)
+@pytest.fixture(scope="module", params=["executor", "pipes"])
+def pool(request):
+    """The project's executor (queues + rings) and the pipe baseline."""
+    p = ExecutorPool(2) if request.param == "executor" else WorkerPool(2)
     yield p
     p.close()
 

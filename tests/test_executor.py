@@ -347,3 +347,43 @@ def test_results_timeout_raises(marker):
         with pytest.raises(Timeout):
             ex.call(b"x", timeout=0.05)
         ex.close(wait=False, timeout=5)
+
+
+def _whoami(req):
+    return str(os.getpid()).encode()
+
+
+@pytest.mark.parametrize("policy", ["partitioned", "jbsq"])
+def test_submit_to_a_chosen_worker(policy):
+    """A caller that schedules itself (the control plane's gateway) puts each
+    request on the queue of the worker it chose; with no stealing, that
+    worker runs it."""
+    with Executor(_whoami, workers=2, policy=policy) as ex:
+        pids = ex.worker_pids
+        for w in (0, 1, 1, 0, 1):
+            assert ex.call(b"x") in {str(p).encode() for p in pids}  # the policy's own choice still works
+            rid = ex.submit(b"x", worker=w)
+            got = next(r for r in ex.results(timeout=10) if r.id == rid)
+            assert got.unwrap() == str(pids[w]).encode()
+        with pytest.raises(ValueError):
+            ex.submit(b"x", worker=2)
+        with pytest.raises(ValueError):
+            ex.submit(b"x", worker=-1)
+
+
+def test_submit_to_a_dead_worker_says_so():
+    with Executor(_whoami, workers=2, policy="partitioned") as ex:
+        victim = ex.worker_pids[1]
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while True:  # the dispatcher notices on its next collection
+            ex.poll()
+            try:
+                rid = ex.submit(b"x", worker=1)
+            except WorkerCrashed as e:
+                assert e.worker == 1
+                break
+            assert time.monotonic() < deadline
+            list(ex.results(timeout=10))  # it fails as WorkerCrashed, or runs if submitted before the death was seen
+            time.sleep(0.05)
+        assert ex.call(b"x", timeout=10) == str(ex.worker_pids[0]).encode()

@@ -35,6 +35,9 @@ def add_common_arguments(p: argparse.ArgumentParser, *, sim_duration: float, liv
     p.add_argument("--slots", type=int, default=1,
                    help="requests in flight per live worker (default 1: a second one would wait behind the "
                         "first in the worker's pipe, hurting a light tenant; 2 hides the round trip)")
+    p.add_argument("--pool", choices=("executor", "pipes"), default="executor",
+                   help="live workers: the project's executor (shared-memory queues, response rings; default) "
+                        "or multiprocessing pipes (the baseline)")
     p.add_argument("--service", choices=Service.KINDS, default="exp", help="service-time law (default exp)")
     p.add_argument("--service-ms", type=float, default=1.0, help="mean service time in ms (default 1)")
     p.add_argument("--breaker-ms", type=float, default=10.0,
@@ -56,6 +59,7 @@ class Setup:
     live_duration: float
     breaker_ms: float
     slots: int = 1
+    pool: str = "executor"  # live: "executor" or "pipes"
 
     def n(self, mode: str) -> int:
         """Servers in ``mode``."""
@@ -72,7 +76,7 @@ def setup_from_args(args: argparse.Namespace) -> Setup:
         raise SystemExit("--duration, --live-duration and --service-ms must be > 0")
     modes = ("sim", "live") if args.mode == "both" else (args.mode,)
     return Setup(modes, args.servers, args.workers, Service(args.service, args.service_ms / 1e3), args.seed,
-                 args.duration, args.live_duration, args.breaker_ms, args.slots)
+                 args.duration, args.live_duration, args.breaker_ms, args.slots, getattr(args, "pool", "executor"))
 
 
 # -- one scenario ----------------------------------------------------------------
@@ -188,9 +192,9 @@ class Live:
     """The worker pool and its measured capacity, opened once per benchmark."""
 
     def __init__(self, setup: Setup) -> None:
-        from dataplane.control.live import WorkerPool, calibrate
+        from dataplane.control.live import ExecutorPool, WorkerPool, calibrate
 
-        self.pool = WorkerPool(setup.workers)
+        self.pool = ExecutorPool(setup.workers) if setup.pool == "executor" else WorkerPool(setup.workers)
         self._service = setup.service
         self._slots = setup.slots
         calibrate(self.pool, setup.service, 0.2, slots=setup.slots)  # warm the processes and caches

@@ -5,9 +5,12 @@ The parent process runs the gateway and an open-loop sender: every request
 is submitted at its scheduled time (or as soon after as the parent gets
 there) and its latency is measured from that *scheduled* time, so a parent
 that falls behind shows up as latency instead of silently sending less
-(no coordinated omission).  Workers talk to the parent over
-``multiprocessing`` pipes; the project's shared-memory rings can replace them
-without touching the gateway.
+(no coordinated omission).
+
+Two pools run the requests, behind the same three calls (``send``,
+``collect``, ``close``): :class:`ExecutorPool`, the project's executor
+(requests through the shared-memory work queues, answers through rings), and
+:class:`WorkerPool`, plain ``multiprocessing`` pipes, the baseline.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ import select
 import struct
 import time
 from collections.abc import Sequence
+from typing import Protocol
 
 from dataplane.control.errors import Rejected
 from dataplane.control.gateway import Gateway
@@ -50,6 +54,66 @@ def _worker_main(conn, slow: float) -> None:
         return
 
 
+class Pool(Protocol):
+    """What the live driver needs of a set of ``n`` workers."""
+
+    n: int
+
+    def send(self, worker: int, rid: int, service: float) -> None: ...
+    def collect(self, timeout: float) -> list[tuple[int, float, float]]: ...
+    def close(self) -> None: ...
+
+
+def _spin(request: memoryview) -> bytes:
+    """The executor's handler: request (id, seconds) -> (id, start, end)."""
+    rid, service = _REQ.unpack(request)
+    perf = time.perf_counter
+    t0 = perf()
+    end = t0 + service
+    while perf() < end:
+        pass
+    return _REP.pack(rid, t0, perf())
+
+
+class ExecutorPool:
+    """``n`` workers of :class:`dataplane.executor.Executor`, one per core:
+    each request goes to the queue of the worker the gateway chose (policy
+    ``partitioned``: no stealing behind the gateway's back), answers come
+    back through the workers' response rings.  ``slow[i]`` stretches worker
+    *i*'s requests (a degraded worker).  A context manager."""
+
+    def __init__(self, n: int = 2, *, slow: Sequence[float] | None = None, spin_us: float = 300.0) -> None:
+        from dataplane.executor import Executor
+
+        if n < 1:
+            raise ValueError("a pool needs at least one worker")
+        self.n = n
+        self._slow = list(slow) if slow else [1.0] * n
+        # Idle workers spin a while before sleeping: on a shared machine a
+        # sleeping worker waits for its core when woken.
+        self.ex = Executor(_spin, workers=n, policy="partitioned", max_request=_REQ.size,
+                           max_response=_REP.size, spin_us=spin_us)
+
+    def send(self, worker: int, rid: int, service: float) -> None:
+        self.ex.submit(_REQ.pack(rid, service * self._slow[worker]), worker=worker)
+
+    def collect(self, timeout: float) -> list[tuple[int, float, float]]:
+        ex = self.ex
+        if timeout > 0.0:
+            ex.wait(timeout)
+        unpack = _REP.unpack
+        return [unpack(r.unwrap()) for r in ex.poll()]
+
+    def close(self) -> None:
+        self.ex.close()
+
+    def __enter__(self) -> ExecutorPool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 class WorkerPool:
     """``n`` worker processes, each behind a duplex pipe.  A context manager."""
 
@@ -69,6 +133,17 @@ class WorkerPool:
             self.conns.append(parent)
             self.procs.append(p)
         self.fds = [c.fileno() for c in self.conns]
+        self._recv = {c.fileno(): c.recv_bytes for c in self.conns}
+
+    def send(self, worker: int, rid: int, service: float) -> None:
+        """Run request ``rid`` on ``worker``: spin ``service`` seconds."""
+        self.conns[worker].send_bytes(_REQ.pack(rid, service))
+
+    def collect(self, timeout: float) -> list[tuple[int, float, float]]:
+        """Finished requests, (id, start, end), waiting up to ``timeout`` for one."""
+        ready, _, _ = select.select(self.fds, (), (), timeout)
+        unpack, recv = _REP.unpack, self._recv
+        return [unpack(recv[fd]()) for fd in ready]
 
     def close(self) -> None:
         for c in self.conns:
@@ -95,7 +170,7 @@ class WorkerPool:
 def run_live(
     gateway: Gateway,
     schedule: Sequence[Arrival],
-    pool: WorkerPool,
+    pool: Pool,
     *,
     recorder: Recorder | None = None,
     lead: float = 0.05,
@@ -110,13 +185,9 @@ def run_live(
     """
     rec = recorder if recorder is not None else Recorder()
     perf = time.perf_counter
-    conns = pool.conns
-    send = [c.send_bytes for c in conns]
-    recvs = {fd: c.recv_bytes for fd, c in zip(pool.fds, conns)}
-    fds = pool.fds
-    pack, unpack = _REQ.pack, _REP.unpack
+    send, collect = pool.send, pool.collect
     inflight: dict[int, Request] = {}
-    last_end = [0.0] * len(conns)
+    last_end = [0.0] * pool.n
     counted = rec.counts
 
     user_drop = gateway.on_drop
@@ -174,7 +245,7 @@ def run_live(
                     break
                 rid = r.payload[2]
                 inflight[rid] = r
-                send[r.worker](pack(rid, r.payload[0]))
+                send(r.worker, rid, r.payload[0])
             if i >= n:
                 if not inflight and not gateway.pending:
                     break
@@ -186,11 +257,10 @@ def run_live(
             else:
                 timeout = start + schedule[i].t - perf()
             if timeout > 0.0 or inflight:
-                ready, _, _ = select.select(fds, (), (), timeout if timeout > 0.0 else 0.0)
-                if ready:
+                done = collect(timeout if timeout > 0.0 else 0.0)
+                if done:
                     t_done = perf()
-                    for fd in ready:
-                        rid, t0, t1 = unpack(recvs[fd]())
+                    for rid, t0, t1 in done:
                         r = inflight.pop(rid, None)
                         if r is None:  # a straggler from an earlier run
                             continue
@@ -212,9 +282,7 @@ def run_live(
         # Leave the pipes empty for the next run: collect what is still running.
         quiet_by = perf() + 5.0
         while inflight and perf() < quiet_by:
-            ready, _, _ = select.select(fds, (), (), 0.1)
-            for fd in ready:
-                rid, _, _ = unpack(recvs[fd]())
+            for rid, _, _ in collect(0.1):
                 inflight.pop(rid, None)
     finally:
         gateway.on_drop = user_drop  # the caller's callback again
@@ -225,40 +293,42 @@ def run_live(
         "unfinished": unfinished,
         # Share of the workers' wall time spent running requests: what the
         # parent (sender + gateway + pipes) failed to keep busy is the rest.
-        "worker_utilization": busy / (len(conns) * wall) if wall > 0 else 0.0,
+        "worker_utilization": busy / (pool.n * wall) if wall > 0 else 0.0,
     }
     return rec, facts
 
 
-def calibrate(pool: WorkerPool, service: Service, seconds: float = 1.0, slots: int = 2, seed: int = 7) -> float:
+def calibrate(pool: Pool, service: Service, seconds: float = 1.0, slots: int = 2, seed: int = 7) -> float:
     """Measured capacity (requests/s) of ``pool`` for ``service``: every
     worker kept ``slots`` deep for ``seconds``, closed loop, no gateway."""
     import random
 
     rng = random.Random(seed)
     perf = time.perf_counter
-    pack, unpack = _REQ.pack, _REP.unpack
-    outstanding = {fd: 0 for fd in pool.fds}
-    conn_of = dict(zip(pool.fds, pool.conns))
+    owner: dict[int, int] = {}  # request id -> worker
     done = 0
-    t_start = perf()
-    t_end = t_start + seconds
-    for fd in pool.fds:
+    t_end = perf() + seconds
+
+    def start(worker: int) -> None:
+        global _next_id
+        rid = _next_id
+        _next_id += 1
+        owner[rid] = worker
+        pool.send(worker, rid, service.draw(rng))
+
+    for w in range(pool.n):
         for _ in range(slots):
-            conn_of[fd].send_bytes(pack(0, service.draw(rng)))
-            outstanding[fd] += 1
-    while True:
-        ready, _, _ = select.select(pool.fds, (), (), 0.1)
+            start(w)
+    while owner:
+        finished = pool.collect(0.1)
         now = perf()
-        for fd in ready:
-            unpack(conn_of[fd].recv_bytes())
-            outstanding[fd] -= 1
+        for rid, _, _ in finished:
+            w = owner.pop(rid, None)
+            if w is None:  # a straggler from an earlier run
+                continue
             if now < t_end:
                 done += 1
-                conn_of[fd].send_bytes(pack(0, service.draw(rng)))
-                outstanding[fd] += 1
-        if now >= t_end and not any(outstanding.values()):
-            break
+                start(w)
     return done / seconds
 
 

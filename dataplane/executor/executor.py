@@ -239,10 +239,15 @@ class Executor:
 
     # ----------------------------------------------------------- submit --
 
-    def submit(self, request: Any, flow: int | None = None, timeout: float | None = None) -> int:
+    def submit(self, request: Any, flow: int | None = None, timeout: float | None = None, *,
+               worker: int | None = None) -> int:
         """Queue ``request`` (bytes-like, up to ``max_request`` bytes) and
         return its id.  Requests of one ``flow`` go to one core's queue
         (policies steal/partitioned); ``flow=None`` spreads by request id.
+        ``worker`` puts it on that worker's queue instead, for a caller that
+        schedules itself (the control plane's gateway): under
+        ``partitioned`` and ``jbsq`` that worker runs it; under ``steal``
+        and ``central`` another may take it, as it takes any request.
         Waits up to ``timeout`` (None: forever) while the queue is full,
         collecting results meanwhile; raises Timeout if it stays full."""
         if self._closed:
@@ -257,7 +262,13 @@ class Executor:
         rid = self._next_id
         key = rid if flow is None else flow
         kind = self._policy.name
-        if kind == "jbsq":
+        if worker is not None:
+            if worker not in live:
+                if not isinstance(worker, int) or not 0 <= worker < self._n:
+                    raise ValueError(f"worker must be in 0..{self._n - 1}, not {worker!r}")
+                raise WorkerCrashed(f"worker {worker} is not alive", worker=worker)
+            q = worker
+        elif kind == "jbsq":
             q = -1 if self._backlog else choose_queue(self._policy, live, key, self._inflight)
             if q < 0:
                 self._backlog.append((rid, key, bytes(data)))
