@@ -165,6 +165,10 @@ class Ring:
 
     The first process to send becomes the producer, the first to receive the
     consumer; a third process claiming either end gets :class:`InvalidState`.
+    Within a process, one thread may send and another receive on the same
+    handle at once (each end has its own state and stage buffer); two
+    threads sending, or two receiving, on one handle need a lock, as with
+    any single-producer/single-consumer ring.
     Timeouts are in seconds: ``None`` waits forever, ``0`` tries once.
     """
 

@@ -507,6 +507,14 @@ uint64_t dp_ring_used(const dp_ring *r)
 
 int dp_ring_peer_alive(dp_ring *r) { return peer_state(r, 1); }
 
+int dp_ring_peer_local(dp_ring *r)
+{
+    struct endpoint *e = peer_ep(r);
+    if (!e)
+        return r->is_prod && r->is_cons;
+    return LOAD_RLX(&e->pid) == r->pid;
+}
+
 void dp_ring_mark_peer_gone(dp_ring *r)
 {
     STORE_REL(&r->peer_gone, 1);

@@ -41,6 +41,7 @@ uint64_t dp_ring_size(const dp_ring *r);
 uint64_t dp_ring_used(const dp_ring *r);        /* committed, unreleased bytes */
 int dp_ring_owner_pid(const dp_ring *r);
 int dp_ring_peer_alive(dp_ring *r);             /* 1 alive, 0 gone, DP_EAGAIN if no peer yet */
+int dp_ring_peer_local(dp_ring *r);             /* 1 if the other end is this process (or this handle) */
 /* Declare the peer gone (a transport saw its connection drop); wakes waiters. */
 void dp_ring_mark_peer_gone(dp_ring *r);
 

@@ -156,3 +156,23 @@ def test_dead_peer_stays_dead_for_the_fast_path(ring_name):
         for _ in range(3):  # not a one-off: every later call says so
             with pytest.raises(PeerGone):
                 r.try_recv()
+
+
+def test_one_thread_sends_while_another_receives_on_one_handle(ring_name):
+    """Each end has its own stage: a sender thread and a receiver thread on
+    the same handle never see each other's bytes."""
+    n = 50_000
+    with Ring.create(ring_name, capacity=1 << 12) as r:  # small: the sender blocks often
+        got = []
+
+        def consume():
+            for _ in range(n):
+                got.append(r.recv(timeout=10))
+
+        t = threading.Thread(target=consume)
+        t.start()
+        for i in range(n):
+            r.send(b"%d:" % i + b"z" * (i % 300))
+        t.join(30)
+        assert not t.is_alive()
+        assert got == [b"%d:" % i + b"z" * (i % 300) for i in range(n)]

@@ -33,6 +33,11 @@ int dp_stage_recv(dp_stage *s)
     int64_t spin = s->spin_ns, own = dp_ring_spin(s->ring);
     if (own >= 0 && own < spin)
         spin = own;
+    /* A producer in this process is another thread of the caller, which
+     * cannot run while the caller spins holding the lock the stage calls
+     * are made under (the GIL): look once. */
+    if (spin > 0 && dp_ring_peer_local(s->ring))
+        spin = 0;
     return recv_within(s, spin > 0 ? spin : 0);
 }
 
