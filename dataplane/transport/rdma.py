@@ -69,7 +69,6 @@ from __future__ import annotations
 
 import logging
 import mmap
-import os
 import random
 import socket
 import threading
@@ -89,17 +88,14 @@ from pyverbs.wr import SGE, SendWR
 
 from dataplane._ffi import ffi, lib
 from dataplane.errors import (
-    DP_EAGAIN,
-    DP_EMSGSIZE,
     DataplaneError,
     HandshakeError,
     InvalidState,
     PeerGone,
     Timeout,
     WouldBlock,
-    raise_for,
 )
-from dataplane.ring import DEFAULT_CAPACITY, RecvView, Ring, _ns, max_message_for
+from dataplane.ring import DEFAULT_CAPACITY, RecvView, Ring, max_message_for
 from dataplane.transport import rdma_handshake as hs
 from dataplane.transport.base import check_timeout
 
@@ -130,9 +126,6 @@ _SIGNALED = _e.IBV_SEND_SIGNALED
 _INLINE = _e.IBV_SEND_INLINE
 _WC_OK = _e.IBV_WC_SUCCESS
 _PORT_ACTIVE = _e.IBV_PORT_ACTIVE
-_dp_send = lib.dp_ring_send
-_dp_recv = lib.dp_ring_recv
-_SCRATCH = 4096
 
 
 def _addr_of(m: mmap.mmap) -> int:
@@ -241,7 +234,6 @@ class RdmaChannel:
         self._monitor: threading.Thread | None = None
         self._listener: RdmaListener | None = None
         self.peer_max_message = 0
-        self._scratch = ffi.new("char[]", _SCRATCH)
 
     # ---------------------------------------------------------- set-up --
 
@@ -372,7 +364,7 @@ class RdmaChannel:
         self._qp.to_rts(attr)
 
     def _init_send_state(self) -> None:
-        peer, dev = self.peer, self._dev
+        peer = self.peer
         self._cap = peer.capacity
         self._mask = peer.capacity - 1
         self._tx_data = self._tx_base + DATA_OFF
@@ -407,8 +399,6 @@ class RdmaChannel:
         self._flags_a = 0
         self._flags_b = _INLINE if self._inline else 0
         self._wr_b.send_flags = self._flags_b
-        self._txr = self.tx_ring._r  # the shadow ring's C handle, for the send fast path
-        self._rxr = self.rx_ring._r
 
     def _probe(self, deadline: float | None) -> str:
         """Write the peer's head (0), the first and last word of its data area
@@ -691,21 +681,17 @@ class RdmaChannel:
 
     def send(self, data: Any, timeout: float | None = None) -> None:
         """Send one message, waiting up to ``timeout`` for room at the peer."""
-        if type(data) is not bytes:
-            data = ffi.from_buffer(data)
-        try:
-            rc = _dp_send(self._txr, data, len(data), 0)
-        except AttributeError:
+        ring = self.tx_ring
+        if ring is None:
             self._check_open()
-            raise InvalidState("channel is not connected") from None
-        if rc != 0:
-            if rc != DP_EAGAIN:
-                raise_for(rc, "send", ffi.errno)
+            raise InvalidState("channel is not connected")
+        try:
+            ring.send(data, 0)  # formats the record in the shadow ring (the stage fast path)
+        except WouldBlock:
             if timeout == 0:
                 self._request_credit()
-                raise WouldBlock("send: no room at the peer")
+                raise WouldBlock("send: no room at the peer") from None
             check_timeout(timeout)
-            ring = self.tx_ring
             self._blocking(lambda t: ring.send(data, t), timeout, "send")
         self._push()
 
@@ -753,17 +739,11 @@ class RdmaChannel:
             self._credit(t)
 
     def recv(self, timeout: float | None = None) -> bytes:
-        try:
-            rc = _dp_recv(self._rxr, self._scratch, _SCRATCH, -1 if timeout is None else _ns(timeout))
-        except AttributeError:
+        ring = self.rx_ring
+        if ring is None:
             self._check_open()
-            raise InvalidState("channel is not connected") from None
-        if rc >= 0:
-            data = ffi.unpack(self._scratch, rc)
-        else:
-            if rc != DP_EMSGSIZE:
-                raise_for(rc, "recv", ffi.errno)
-            data = self.rx_ring.recv(0)  # larger than the scratch buffer: it is there
+            raise InvalidState("channel is not connected")
+        data = ring.recv(timeout)
         if self._rx_tail[0] - self._credited >= self._quarter:
             self._credit(self._rx_tail[0])
         return data
@@ -859,8 +839,6 @@ class RdmaChannel:
             except (BufferError, ValueError):
                 pass
         self._views.clear()
-        self.__dict__.pop("_txr", None)
-        self.__dict__.pop("_rxr", None)
         for ring in (self.rx_ring, self.tx_ring):
             if ring is not None:
                 ring.close()
