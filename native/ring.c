@@ -250,11 +250,13 @@ static int wait_until(dp_ring *r, int (*cond)(dp_ring *), uint32_t *fx, uint32_t
     uint64_t deadline = timeout_ns < 0 ? UINT64_MAX : t0 + (uint64_t)timeout_ns;
     uint64_t spin_until = r->spin_ns < 0 ? UINT64_MAX : t0 + (uint64_t)r->spin_ns;
     uint64_t next_check = t0 + CHECK_NS;
+    /* The clock is read every 64 polls; with no spin at all, at once. */
+    uint32_t every = r->spin_ns == 0 ? 0 : 63;
     for (uint32_t i = 1;; i++) {
         int c = cond(r);
         if (c)
             return c < 0 ? c : 0;
-        if ((i & 63) == 0) {
+        if ((i & every) == 0) {
             uint64_t t = dp_now_ns();
             int check = t >= next_check;
             if (peer_state(r, check) == 0)
