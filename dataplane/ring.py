@@ -36,7 +36,7 @@ _FOREVER = -1
 # Longest a recv spins holding the GIL (the fast path); past it the wait goes
 # to the shim's blocking call, which releases the GIL.
 FAST_SPIN_NS = 20_000
-_NOT_STAGED = (IndexError, TypeError, ValueError, BufferError)
+_NOT_STAGED = (IndexError, TypeError, ValueError, BufferError)  # what staging a non-fitting object raises
 _fast_send, _fast_recv, _fast_poll = fast_lib.dp_stage_send, fast_lib.dp_stage_recv, fast_lib.dp_stage_poll
 
 
@@ -371,11 +371,13 @@ class Ring:
     def send(self, data: Any, timeout: float | None = None) -> None:
         """Copy one message (any contiguous bytes-like object) into the ring,
         waiting for room."""
-        n = len(data)
+        if timeout is not None and not timeout >= 0:
+            _ns(timeout)  # raises ValueError, before anything is sent
         try:
             # The stage takes a flat buffer of exactly n bytes that fits it;
-            # anything else (too big, a str, a multi-byte format) raises here
-            # and takes the general path below.
+            # anything else (too big, a str, no len(), a multi-byte format)
+            # raises here and takes the general path below.
+            n = len(data)
             self._txbuf[:n] = data
         except _NOT_STAGED:
             pass
@@ -450,20 +452,15 @@ class Ring:
     def recv(self, timeout: float | None = None) -> bytes:
         """Copy out the next message, waiting for one."""
         if timeout is None:
-            n = _fast_recv(self._rxst)
-            if n >= 0:
-                return self._rxbuf[:n]
-        elif timeout > 0:
-            n = _fast_recv(self._rxst)
-            if n >= 0:
-                return self._rxbuf[:n]
+            n = _fast_recv(self._rxst)  # spins up to FAST_SPIN_NS holding the GIL
         else:
-            n = _fast_poll(self._rxst)
-            if n >= 0:
-                return self._rxbuf[:n]
+            ns = _ns(timeout)  # ValueError for a bad timeout, whatever is queued
+            n = _fast_poll(self._rxst)  # a timeout is the caller's: no extra spin
+        if n >= 0:
+            return self._rxbuf[:n]
         if n == DP_EAGAIN:
-            # Nothing within the fast spin: wait with the GIL released.
-            n = lib.dp_ring_recv(self._live(), self._scratch, self._stage_cap, _ns(timeout))
+            # Nothing yet: wait with the GIL released.
+            n = lib.dp_ring_recv(self._live(), self._scratch, self._stage_cap, -1 if timeout is None else ns)
             if n >= 0:
                 return self._rxbuf[:n]
         return self._recv_slow(n, timeout)

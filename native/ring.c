@@ -162,14 +162,15 @@ static inline void store_and_wake(uint64_t *index, uint64_t value, const uint32_
 }
 
 /* Tells the peer whether this end's waits can sleep (see store_and_wake). */
-static void advertise_spin(dp_ring *r)
+static void advertise(dp_ring *r, uint32_t never)
 {
-    uint32_t never = r->spin_ns < 0;
     if (r->is_cons)
         __atomic_store_n(&r->hdr->prod.p.cons_never_sleeps, never, __ATOMIC_SEQ_CST);
     if (r->is_prod)
         __atomic_store_n(&r->hdr->cons.c.prod_never_sleeps, never, __ATOMIC_SEQ_CST);
 }
+
+static void advertise_spin(dp_ring *r) { advertise(r, r->spin_ns < 0); }
 
 static struct endpoint *peer_ep(dp_ring *r)
 {
@@ -497,8 +498,13 @@ uint64_t dp_ring_size(const dp_ring *r) { return r->map_size; }
 int dp_ring_owner_pid(const dp_ring *r) { return r->hdr->meta.m.owner_pid; }
 void dp_ring_set_spin(dp_ring *r, int64_t spin_ns)
 {
+    /* A forked child's inherited handle must not rewrite its parent's flags. */
+    int mine = r->pid == (int32_t)getpid();
+    if (spin_ns >= 0 && mine)
+        advertise(r, 0); /* "may sleep" is visible before any wait can sleep */
     r->spin_ns = spin_ns;
-    advertise_spin(r);
+    if (spin_ns < 0 && mine)
+        advertise(r, 1);
 }
 int64_t dp_ring_spin(const dp_ring *r) { return r->spin_ns; }
 

@@ -369,6 +369,8 @@ def test_submit_to_a_chosen_worker(policy):
             ex.submit(b"x", worker=2)
         with pytest.raises(ValueError):
             ex.submit(b"x", worker=-1)
+        with pytest.raises(ValueError):
+            ex.submit(b"x", worker=True)
 
 
 def test_submit_to_a_dead_worker_says_so():

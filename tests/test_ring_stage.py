@@ -176,3 +176,28 @@ def test_one_thread_sends_while_another_receives_on_one_handle(ring_name):
         t.join(30)
         assert not t.is_alive()
         assert got == [b"%d:" % i + b"z" * (i % 300) for i in range(n)]
+
+
+def test_buffers_without_len_still_send(ring_name):
+    import ctypes
+    import pickle
+
+    with Ring.create(ring_name, capacity=4096) as r:
+        r.send(pickle.PickleBuffer(b"pickled"))
+        r.send(ctypes.c_int32(7))
+        assert r.try_send(np.array(5, dtype=np.int16))  # 0-d: no len()
+        assert r.recv() == b"pickled"
+        assert r.recv() == (7).to_bytes(4, "little")
+        assert r.recv() == (5).to_bytes(2, "little")
+
+
+@pytest.mark.parametrize("bad", [-1, -0.5, float("nan")])
+def test_bad_timeouts_are_refused_even_when_no_wait_is_needed(ring_name, bad):
+    with Ring.create(ring_name, capacity=4096) as r:
+        with pytest.raises(ValueError):
+            r.send(b"x", timeout=bad)
+        assert r.try_recv() is None  # nothing was sent
+        r.send(b"queued")
+        with pytest.raises(ValueError):
+            r.recv(timeout=bad)
+        assert r.recv() == b"queued"  # nothing was taken

@@ -99,8 +99,10 @@ class ExecutorPool:
 
     def collect(self, timeout: float) -> list[tuple[int, float, float]]:
         ex = self.ex
-        if timeout > 0.0:
-            ex.wait(timeout)
+        if timeout > 0.0 and not ex.wait(timeout) and not ex.pending:
+            # Nothing in flight, so nothing to wait for: sleep like select()
+            # would, rather than spin on a core the workers need.
+            time.sleep(timeout)
         unpack = _REP.unpack
         return [unpack(r.unwrap()) for r in ex.poll()]
 

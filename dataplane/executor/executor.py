@@ -246,8 +246,9 @@ class Executor:
         (policies steal/partitioned); ``flow=None`` spreads by request id.
         ``worker`` puts it on that worker's queue instead, for a caller that
         schedules itself (the control plane's gateway): under
-        ``partitioned`` and ``jbsq`` that worker runs it; under ``steal``
-        and ``central`` another may take it, as it takes any request.
+        ``partitioned`` and ``jbsq`` that worker runs it (JBSQ's depth bound
+        and backlog are the caller's business then); under ``steal`` and
+        ``central`` another may take it, as it takes any request.
         Waits up to ``timeout`` (None: forever) while the queue is full,
         collecting results meanwhile; raises Timeout if it stays full."""
         if self._closed:
@@ -263,9 +264,9 @@ class Executor:
         key = rid if flow is None else flow
         kind = self._policy.name
         if worker is not None:
+            if isinstance(worker, bool) or not isinstance(worker, int) or not 0 <= worker < self._n:
+                raise ValueError(f"worker must be an int in 0..{self._n - 1}, not {worker!r}")
             if worker not in live:
-                if not isinstance(worker, int) or not 0 <= worker < self._n:
-                    raise ValueError(f"worker must be in 0..{self._n - 1}, not {worker!r}")
                 raise WorkerCrashed(f"worker {worker} is not alive", worker=worker)
             q = worker
         elif kind == "jbsq":
@@ -281,7 +282,7 @@ class Executor:
         else:
             q = live[flow_hash(key) % len(live)]
         if lib.dp_steal_push(self._s, q, rid, key & 0xFFFFFFFF, data, n, 0) < 0:
-            q = self._push_slow(q, rid, key, data, timeout)
+            q = self._push_slow(q, rid, key, data, timeout, pinned=worker is not None)
         self._where[rid] = q
         self._inflight[q] += 1
         self._dispatched += 1
@@ -289,9 +290,11 @@ class Executor:
         self._submitted += 1
         return rid
 
-    def _push_slow(self, q: int, rid: int, key: int, data: Any, timeout: float | None) -> int:
+    def _push_slow(self, q: int, rid: int, key: int, data: Any, timeout: float | None, pinned: bool = False) -> int:
         """The queue was full (or the push failed): retry until it takes the
-        request, collecting answers meanwhile; returns the queue used."""
+        request, collecting answers meanwhile; returns the queue used.
+        ``pinned``: the caller chose the worker, so its death is an error
+        rather than a reason to place the request elsewhere."""
         push, s = lib.dp_steal_push, self._s
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
@@ -304,6 +307,8 @@ class Executor:
             # response rings, which would keep this queue full for ever.
             self._collect()
             if q not in self._live:  # its worker died meanwhile
+                if pinned:
+                    raise WorkerCrashed(f"worker {q} died before it took the request", worker=q)
                 if not self._live:
                     raise WorkerCrashed("no live workers left")
                 q = choose_queue(self._policy, self._live, key, self._inflight)

@@ -681,10 +681,10 @@ class RdmaChannel:
 
     def send(self, data: Any, timeout: float | None = None) -> None:
         """Send one message, waiting up to ``timeout`` for room at the peer."""
-        ring = self.tx_ring
-        if ring is None:
+        if not self._up:  # the rings exist before the send state does
             self._check_open()
             raise InvalidState("channel is not connected")
+        ring = self.tx_ring
         try:
             ring.send(data, 0)  # formats the record in the shadow ring (the stage fast path)
         except WouldBlock:
@@ -739,11 +739,10 @@ class RdmaChannel:
             self._credit(t)
 
     def recv(self, timeout: float | None = None) -> bytes:
-        ring = self.rx_ring
-        if ring is None:
+        if not self._up:
             self._check_open()
             raise InvalidState("channel is not connected")
-        data = ring.recv(timeout)
+        data = self.rx_ring.recv(timeout)
         if self._rx_tail[0] - self._credited >= self._quarter:
             self._credit(self._rx_tail[0])
         return data
