@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "internal/atomics.h"
 #include "internal/osdep.h"
 #include "ring.h"
 
@@ -39,22 +40,6 @@
 #define CHECK_NS 1000000LL      /* how often a waiter checks the peer is alive */
 #define SLEEP_SLICE_NS 10000000LL
 #define DEFAULT_SPIN_NS 50000LL /* spin this long before sleeping */
-
-#define LOAD_ACQ(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
-#define LOAD_RLX(p) __atomic_load_n((p), __ATOMIC_RELAXED)
-#define STORE_REL(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
-#define STORE_RLX(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
-#define FENCE() __atomic_thread_fence(__ATOMIC_SEQ_CST)
-#define LIKELY(x) __builtin_expect(!!(x), 1)
-#define UNLIKELY(x) __builtin_expect(!!(x), 0)
-
-#if defined(__x86_64__) || defined(__i386__)
-#define CPU_RELAX() __builtin_ia32_pause()
-#elif defined(__aarch64__)
-#define CPU_RELAX() __asm__ __volatile__("yield")
-#else
-#define CPU_RELAX() ((void)0)
-#endif
 
 struct endpoint {
     int32_t pid;

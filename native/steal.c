@@ -49,6 +49,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "internal/atomics.h"
 #include "internal/osdep.h"
 #include "ring.h"
 #include "steal.h"
@@ -61,22 +62,6 @@
 #define SLEEP_SLICE_NS 10000000LL  /* a sleeper re-checks at least this often */
 #define CHECK_NS 100000000LL       /* how often a sleeper checks the dispatcher */
 #define FULL_POLL_NS 20000L        /* a producer facing a full queue polls this often */
-
-#define LOAD_ACQ(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
-#define LOAD_RLX(p) __atomic_load_n((p), __ATOMIC_RELAXED)
-#define STORE_REL(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
-#define STORE_RLX(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
-#define FENCE() __atomic_thread_fence(__ATOMIC_SEQ_CST)
-#define LIKELY(x) __builtin_expect(!!(x), 1)
-#define UNLIKELY(x) __builtin_expect(!!(x), 0)
-
-#if defined(__x86_64__) || defined(__i386__)
-#define CPU_RELAX() __builtin_ia32_pause()
-#elif defined(__aarch64__)
-#define CPU_RELAX() __asm__ __volatile__("yield")
-#else
-#define CPU_RELAX() ((void)0)
-#endif
 
 /* State word: position (48 bits) | owner (14 bits) | status (2 bits). */
 #define S_EMPTY 0u

@@ -1,5 +1,6 @@
 /* Operating-system helpers shared by the shim's modules.  Internal: not part
- * of the ABI and not read by cffi's cdef (build_ffi.py globs native/*.h only). */
+ * of the ABI and not read by cffi's cdef (build_ffi.py reads only the top-level
+ * headers of native/). */
 #ifndef DP_OSDEP_H
 #define DP_OSDEP_H
 #include <stdint.h>
