@@ -32,15 +32,15 @@ from collections import deque
 from collections.abc import Hashable
 from typing import Any
 
-from dataplane.control._flows import Flow
-from dataplane.control.errors import InvalidRequest, UnknownTenant, check_cost, check_positive, check_weight
-from dataplane.control.queues import ShedPolicy, check_capacity, check_policy
+from dataplane.control._flows import Flow, TenantFlows
+from dataplane.control.errors import check_cost, check_positive, check_weight
+from dataplane.control.queues import ShedPolicy
 
 _INF = math.inf
 _NONE: tuple = ()
 
 
-class DRRScheduler:
+class DRRScheduler(TenantFlows):
     """Weighted DRR over per-tenant bounded queues.
 
     Items need ``tenant`` and ``cost`` (finite, ≥ 0) attributes, and
@@ -49,8 +49,6 @@ class DRRScheduler:
     ``default_weight``.  ``sparse``: serve newly backlogged tenants first (see
     the module docstring).
     """
-
-    FAIR = True
 
     def __init__(
         self,
@@ -64,29 +62,16 @@ class DRRScheduler:
     ) -> None:
         self.quantum = check_positive("quantum", quantum)
         self.sparse = bool(sparse)
-        self.strict = bool(strict)
-        self.default_weight = check_weight(default_weight)
-        self.default_capacity = check_capacity(capacity)
-        self.default_policy = check_policy(policy)
-        self._flows: dict[Hashable, Flow] = {}
+        super().__init__(strict=strict, default_weight=default_weight, capacity=capacity, policy=policy)
         # Invariant: the head of the old list has been given this turn's
         # quantum (a flow gets it on becoming the head); new flows get theirs
         # on joining the new list.
         self._old: deque[Flow] = deque()
         self._new: deque[Flow] = deque()
-        self._len = 0
-        self.active_weight = 0.0  # sum of the weights of tenants with queued requests
 
     # -- tenants ---------------------------------------------------------
-    def add_tenant(self, tenant: Hashable, weight: float = 1.0, *, capacity: int | None = None,
-                   policy: ShedPolicy | str | None = None) -> None:
-        """Register ``tenant`` with ``weight`` (> 0) and its own bounded queue."""
-        w = check_weight(weight)
-        if tenant in self._flows:
-            raise InvalidRequest(f"tenant {tenant!r} already added")
-        self._flows[tenant] = Flow(tenant, len(self._flows), w, self.quantum * w,
-                                   self.default_capacity if capacity is None else capacity,
-                                   self.default_policy if policy is None else policy)
+    def _quantum(self, weight: float) -> float:
+        return self.quantum * weight
 
     def remove_tenant(self, tenant: Hashable) -> list:
         """Forget ``tenant``; return its queued items (the caller owns them now)."""
@@ -114,30 +99,6 @@ class DRRScheduler:
         if f._q:
             self.active_weight += w - f.weight
         f.weight, f.quantum = w, self.quantum * w
-
-    def weight(self, tenant: Hashable) -> float:
-        return self._flow(tenant).weight
-
-    @property
-    def tenants(self) -> list:
-        return list(self._flows)
-
-    def backlog(self, tenant: Hashable) -> int:
-        """Requests queued for ``tenant``."""
-        return len(self._flow(tenant))
-
-    def queue(self, tenant: Hashable) -> Flow:
-        """The tenant's bounded queue (its ``free``/``full`` are the backpressure signal)."""
-        return self._flow(tenant)
-
-    def _flow(self, tenant: Hashable) -> Flow:
-        f = self._flows.get(tenant)
-        if f is None:
-            if self.strict:
-                raise UnknownTenant(f"unknown tenant {tenant!r} (strict policy: add_tenant first)")
-            self.add_tenant(tenant, self.default_weight)
-            f = self._flows[tenant]
-        return f
 
     # -- data path -------------------------------------------------------
     def enqueue(self, item: Any, now: float = 0.0) -> tuple:
@@ -252,9 +213,3 @@ class DRRScheduler:
     def _leave(self, f: Flow) -> None:
         f.deficit = 0.0
         f.active = False
-
-    def __len__(self) -> int:
-        return self._len
-
-    def __bool__(self) -> bool:
-        return self._len > 0

@@ -25,18 +25,16 @@ import math
 from collections.abc import Hashable
 from typing import Any
 
-from dataplane.control._flows import Flow
-from dataplane.control.errors import InvalidRequest, UnknownTenant, check_cost, check_weight
-from dataplane.control.queues import ShedPolicy, check_capacity, check_policy
+from dataplane.control._flows import Flow, TenantFlows
+from dataplane.control.errors import check_cost, check_weight
+from dataplane.control.queues import ShedPolicy
 
 _INF = math.inf
 _NONE: tuple = ()
 
 
-class WFQScheduler:
+class WFQScheduler(TenantFlows):
     """Self-clocked WFQ over per-tenant bounded queues; same interface as DRRScheduler."""
-
-    FAIR = True
 
     def __init__(
         self,
@@ -46,28 +44,12 @@ class WFQScheduler:
         capacity: int = 1024,
         policy: ShedPolicy | str = ShedPolicy.REJECT_NEW,
     ) -> None:
-        self.strict = bool(strict)
-        self.default_weight = check_weight(default_weight)
-        self.default_capacity = check_capacity(capacity)
-        self.default_policy = check_policy(policy)
-        self._flows: dict[Hashable, Flow] = {}
+        super().__init__(strict=strict, default_weight=default_weight, capacity=capacity, policy=policy)
         self._heap: list[tuple[float, int, Flow]] = []
-        self._len = 0
         self.vtime = 0.0          # V: the finish tag of the request served last
         self._undo: tuple = (None, 0.0)  # (last dequeued item, V before it), for refund()
-        self.active_weight = 0.0  # sum of the weights of backlogged tenants
 
     # -- tenants ---------------------------------------------------------
-    def add_tenant(self, tenant: Hashable, weight: float = 1.0, *, capacity: int | None = None,
-                   policy: ShedPolicy | str | None = None) -> None:
-        """Register ``tenant`` with ``weight`` (> 0) and its own bounded queue."""
-        w = check_weight(weight)
-        if tenant in self._flows:
-            raise InvalidRequest(f"tenant {tenant!r} already added")
-        self._flows[tenant] = Flow(tenant, len(self._flows), w, 0.0,
-                                   self.default_capacity if capacity is None else capacity,
-                                   self.default_policy if policy is None else policy)
-
     def remove_tenant(self, tenant: Hashable) -> list:
         """Forget ``tenant``; return its queued items."""
         f = self._flow(tenant)
@@ -87,28 +69,6 @@ class WFQScheduler:
         if f.active:
             self.active_weight += w - f.weight
         f.weight = w
-
-    def weight(self, tenant: Hashable) -> float:
-        return self._flow(tenant).weight
-
-    @property
-    def tenants(self) -> list:
-        return list(self._flows)
-
-    def backlog(self, tenant: Hashable) -> int:
-        return len(self._flow(tenant))
-
-    def queue(self, tenant: Hashable) -> Flow:
-        return self._flow(tenant)
-
-    def _flow(self, tenant: Hashable) -> Flow:
-        f = self._flows.get(tenant)
-        if f is None:
-            if self.strict:
-                raise UnknownTenant(f"unknown tenant {tenant!r} (strict policy: add_tenant first)")
-            self.add_tenant(tenant, self.default_weight)
-            f = self._flows[tenant]
-        return f
 
     # -- data path -------------------------------------------------------
     def enqueue(self, item: Any, now: float = 0.0) -> tuple:
@@ -182,9 +142,3 @@ class WFQScheduler:
                 heap[k] = (fin - back, idx, f)
                 heapq.heapify(heap)
                 break
-
-    def __len__(self) -> int:
-        return self._len
-
-    def __bool__(self) -> bool:
-        return self._len > 0
