@@ -149,15 +149,14 @@ class RecvView:
         self.release()
 
 
-def _stage(ring: Any, cap: int) -> tuple[Any, mmap.mmap, memoryview, Any]:
-    """A dp_stage (native/fast/stage.h) over an mmap of ``cap`` bytes, and a
-    view of its ``len`` field: slicing an mmap is the cheapest way from
-    Python to bytes and back."""
+def _stage(ring: Any, cap: int) -> tuple[Any, mmap.mmap, Any]:
+    """A dp_stage (native/fast/stage.h) over an mmap of ``cap`` bytes (slicing
+    an mmap is the cheapest way from Python to bytes and back), and the
+    pointer to that mmap, which must live as long as the stage."""
     buf = mmap.mmap(-1, cap)
     ptr = fast_ffi.from_buffer(buf)
     st = fast_ffi.new("dp_stage *", {"ring": ring, "data": ptr, "cap": cap, "spin_ns": FAST_SPIN_NS})
-    assert fast_ffi.offsetof("dp_stage", "len") == 0
-    return st, buf, memoryview(fast_ffi.buffer(st)).cast("I"), ptr
+    return st, buf, ptr
 
 
 class Ring:
@@ -172,8 +171,8 @@ class Ring:
     Timeouts are in seconds: ``None`` waits forever, ``0`` tries once.
     """
 
-    __slots__ = ("name", "_r", "_map", "_mv", "_base", "_scratch", "_ptr", "_capacity", "_max", "_busy_poll", "_batch",
-                 "_stage_cap", "_txst", "_txbuf", "_txlen", "_txptr", "_rxst", "_rxbuf", "_rxlen", "_rxptr", "__weakref__")
+    __slots__ = ("name", "_r", "_map", "_mv", "_base", "_ptr", "_capacity", "_max", "_busy_poll", "_batch",
+                 "_stage_cap", "_txst", "_txbuf", "_txlen", "_txptr", "_rxst", "_rxbuf", "_rxptr", "__weakref__")
 
     def __init__(self, name: str | None, mapping: mmap.mmap, init: tuple[int, int] | None) -> None:
         self.name = name
@@ -194,9 +193,12 @@ class Ring:
         # Messages up to _stage_cap go through the stages (one-argument calls
         # that keep the GIL); see native/fast/stage.h.
         self._stage_cap = min(self._max, COPY_THRESHOLD)
-        self._txst, self._txbuf, self._txlen, self._txptr = _stage(self._r, self._stage_cap)
-        self._rxst, self._rxbuf, self._rxlen, self._rxptr = _stage(self._r, self._stage_cap)
-        self._scratch = ffi.from_buffer(self._rxbuf)
+        self._txst, self._txbuf, self._txptr = _stage(self._r, self._stage_cap)
+        self._rxst, self._rxbuf, self._rxptr = _stage(self._r, self._stage_cap)
+        # The send side sets the message length through this view of the
+        # stage's first field (a cdata attribute store costs twice as much).
+        assert fast_ffi.offsetof("dp_stage", "len") == 0
+        self._txlen = memoryview(fast_ffi.buffer(self._txst)).cast("I")
         self._ptr = ffi.new("char **")
         self._busy_poll = False
         self._batch: tuple[Any, Any] | None = None
@@ -282,7 +284,6 @@ class Ring:
         self._txst.ring = self._rxst.ring = fast_ffi.NULL
         lib.dp_ring_close(r)
         ffi.release(self._base)
-        ffi.release(self._scratch)
         _release(self._mv)
         try:
             self._map.close()
@@ -386,8 +387,8 @@ class Ring:
             rc = _fast_send(self._txst)
             if rc == 0:
                 return
-            if rc != DP_EAGAIN:
-                self._fail(rc, "send")
+            if rc != DP_EAGAIN or timeout == 0:
+                self._fail(rc, "send")  # full and not to wait: WouldBlock, without trying again
         buf = ffi.from_buffer(data)
         rc = lib.dp_ring_send(self._live(), buf, len(buf), _ns(timeout))
         if rc < 0:
@@ -460,7 +461,7 @@ class Ring:
             return self._rxbuf[:n]
         if n == DP_EAGAIN:
             # Nothing yet: wait with the GIL released.
-            n = lib.dp_ring_recv(self._live(), self._scratch, self._stage_cap, -1 if timeout is None else ns)
+            n = lib.dp_ring_recv(self._live(), self._rxptr, self._stage_cap, -1 if timeout is None else ns)
             if n >= 0:
                 return self._rxbuf[:n]
         return self._recv_slow(n, timeout)

@@ -58,3 +58,18 @@ def test_overload_is_refused_and_accounted(pool):
     assert facts["unfinished"] == 0 and gw.inflight == 0 and gw.pending == 0
     # Stats kept by the gateway agree with the driver's.
     assert sum(gw.tenant_stats(t).completed for t in ("a", "b")) == tot.completed
+
+
+@pytest.mark.parametrize("kind", ["executor", "pipes"])
+def test_slow_worker_stretches_its_requests(kind):
+    """``slow[i]`` makes worker i a degraded worker: each of its requests
+    spins that many times its service time (a lower bound, whatever the load)."""
+    Pool = ExecutorPool if kind == "executor" else WorkerPool
+    with Pool(2, slow=[1.0, 4.0]) as p:
+        p.send(0, 1, 0.002)
+        p.send(1, 2, 0.002)
+        spans = {}
+        while len(spans) < 2:
+            for rid, t0, t1 in p.collect(1.0):
+                spans[rid] = t1 - t0
+        assert spans[1] >= 0.002 and spans[2] >= 0.008  # without the factor: 2 ms

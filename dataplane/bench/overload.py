@@ -115,10 +115,9 @@ def run(args) -> int:
             loads = sweep if (mode == "sim" or args.live_sweep) else table_loads
             for load in loads:
                 for control in args.controls:
-                    streams = [Stream(t.name, load * cap / len(tenants), setup.service) for t in tenants]
                     if mode == "live":
                         cap = live.capacity  # the latest measurement
-                        streams = [Stream(t.name, load * cap / len(tenants), setup.service) for t in tenants]
+                    streams = [Stream(t.name, load * cap / len(tenants), setup.service) for t in tenants]
                     n = setup.n(mode) * (setup.slots if mode == "live" else 1)
                     out = run_scenario(setup, mode, control, tenants, streams, capacity=cap,
                                        scheduler=args.scheduler, live=live,

@@ -76,7 +76,7 @@ def setup_from_args(args: argparse.Namespace) -> Setup:
         raise SystemExit("--duration, --live-duration and --service-ms must be > 0")
     modes = ("sim", "live") if args.mode == "both" else (args.mode,)
     return Setup(modes, args.servers, args.workers, Service(args.service, args.service_ms / 1e3), args.seed,
-                 args.duration, args.live_duration, args.breaker_ms, args.slots, getattr(args, "pool", "executor"))
+                 args.duration, args.live_duration, args.breaker_ms, args.slots, args.pool)
 
 
 # -- one scenario ----------------------------------------------------------------

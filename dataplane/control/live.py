@@ -34,26 +34,6 @@ _REP = struct.Struct("<qdd")   # request id, start, end (perf_counter, shared by
 _next_id = 1
 
 
-def _worker_main(conn, slow: float) -> None:
-    """Busy-spin for each request's service time, times ``slow``."""
-    perf = time.perf_counter
-    unpack, pack = _REQ.unpack, _REP.pack
-    recv, send = conn.recv_bytes, conn.send_bytes
-    try:
-        while True:
-            msg = recv()
-            if not msg:
-                return
-            rid, service = unpack(msg)
-            t0 = perf()
-            end = t0 + service * slow
-            while perf() < end:
-                pass
-            send(pack(rid, t0, perf()))
-    except (EOFError, OSError, KeyboardInterrupt):
-        return
-
-
 class Pool(Protocol):
     """What the live driver needs of a set of ``n`` workers."""
 
@@ -64,8 +44,9 @@ class Pool(Protocol):
     def close(self) -> None: ...
 
 
-def _spin(request: memoryview) -> bytes:
-    """The executor's handler: request (id, seconds) -> (id, start, end)."""
+def _spin(request: memoryview | bytes) -> bytes:
+    """A worker's job: request (id, seconds) -> busy-spin that long ->
+    answer (id, start, end)."""
     rid, service = _REQ.unpack(request)
     perf = time.perf_counter
     t0 = perf()
@@ -73,6 +54,19 @@ def _spin(request: memoryview) -> bytes:
     while perf() < end:
         pass
     return _REP.pack(rid, t0, perf())
+
+
+def _pipe_worker(conn) -> None:
+    """WorkerPool's process: _spin each request that comes down the pipe."""
+    recv, send = conn.recv_bytes, conn.send_bytes
+    try:
+        while True:
+            msg = recv()
+            if not msg:
+                return
+            send(_spin(msg))
+    except (EOFError, OSError, KeyboardInterrupt):
+        return
 
 
 class ExecutorPool:
@@ -123,13 +117,13 @@ class WorkerPool:
         if n < 1:
             raise ValueError("a pool needs at least one worker")
         self.n = n
+        self._slow = list(slow) if slow else [1.0] * n
         ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
         self.conns = []
         self.procs = []
         for i in range(n):
             parent, child = ctx.Pipe(duplex=True)
-            p = ctx.Process(target=_worker_main, args=(child, (slow[i] if slow else 1.0)),
-                            name=f"dataplane-worker-{i}", daemon=True)
+            p = ctx.Process(target=_pipe_worker, args=(child,), name=f"dataplane-worker-{i}", daemon=True)
             p.start()
             child.close()
             self.conns.append(parent)
@@ -138,8 +132,9 @@ class WorkerPool:
         self._recv = {c.fileno(): c.recv_bytes for c in self.conns}
 
     def send(self, worker: int, rid: int, service: float) -> None:
-        """Run request ``rid`` on ``worker``: spin ``service`` seconds."""
-        self.conns[worker].send_bytes(_REQ.pack(rid, service))
+        """Run request ``rid`` on ``worker``: spin ``service`` seconds
+        (stretched by the worker's ``slow`` factor)."""
+        self.conns[worker].send_bytes(_REQ.pack(rid, service * self._slow[worker]))
 
     def collect(self, timeout: float) -> list[tuple[int, float, float]]:
         """Finished requests, (id, start, end), waiting up to ``timeout`` for one."""

@@ -16,8 +16,6 @@ int dp_stage_send(dp_stage *s)
 
 static inline int recv_within(dp_stage *s, int64_t spin_ns)
 {
-    if (!s->ring)
-        return DP_ESTATE;
     int rc = dp_ring_recv(s->ring, s->data, s->cap, spin_ns);
     if (rc >= 0)
         s->len = (uint32_t)rc;
@@ -41,4 +39,4 @@ int dp_stage_recv(dp_stage *s)
     return recv_within(s, spin > 0 ? spin : 0);
 }
 
-int dp_stage_poll(dp_stage *s) { return recv_within(s, 0); }
+int dp_stage_poll(dp_stage *s) { return s->ring ? recv_within(s, 0) : DP_ESTATE; }
