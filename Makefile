@@ -23,7 +23,16 @@ $(VENV)/.deps: pyproject.toml
 
 venv: $(VENV)/.deps
 
-$(VENV)/.built: $(VENV)/.deps $(NATIVE) setup.py
+# The RDMA data path (native/verbs) is built only where libibverbs' header
+# exists; this stamp's name changes when it appears (make system-deps), so a
+# later make (test-rdma runs in one) rebuilds with it.
+VERBS_STAMP := $(VENV)/.verbs-$(if $(wildcard /usr/include/infiniband/verbs.h),yes,no)
+
+$(VERBS_STAMP): $(VENV)/.deps
+	rm -f $(VENV)/.verbs-*
+	touch $@
+
+$(VENV)/.built: $(VENV)/.deps $(NATIVE) setup.py $(VERBS_STAMP)
 	$(PIP) install -q --no-build-isolation -e .
 	touch $@
 

@@ -71,6 +71,32 @@ fastbuilder.set_source(
     libraries=["rt"],
 )
 
+# ``native/verbs/`` is the RDMA data path (rdma_path.h): built only where
+# libibverbs' header exists.  ibv_post_send and ibv_poll_cq are inline
+# functions of that header calling through the provider's function table, so
+# nothing is linked: the provider is the one pyverbs already loaded.
+VERBS_HEADER = pathlib.Path("/usr/include/infiniband/verbs.h")
+VERBS_HEADERS = sorted(HERE.glob("verbs/*.h"))
+VERBS_SOURCES = sorted(HERE.glob("verbs/*.c"))
+
+
+def have_verbs() -> bool:
+    return VERBS_HEADER.exists()
+
+
+verbsbuilder = FFI()
+verbsbuilder.include(fastbuilder)
+verbsbuilder.cdef("\n".join(h.read_text() for h in VERBS_HEADERS))
+verbsbuilder.set_source(
+    "dataplane._native_verbs",
+    _KEEP_GIL + PREAMBLE + _includes(HEADERS + FAST_HEADERS + VERBS_HEADERS),
+    sources=_rel(SOURCES + FAST_SOURCES + VERBS_SOURCES),
+    include_dirs=[str(HERE.relative_to(HERE.parent))],
+    extra_compile_args=CFLAGS,
+    libraries=["rt"],
+)
+
 if __name__ == "__main__":
-    ffibuilder.compile(tmpdir=str(HERE.parent / "build" / "cffi"), verbose=False)
-    fastbuilder.compile(tmpdir=str(HERE.parent / "build" / "cffi"), verbose=False)
+    tmp = str(HERE.parent / "build" / "cffi")
+    for b in (ffibuilder, fastbuilder) + ((verbsbuilder,) if have_verbs() else ()):
+        b.compile(tmpdir=tmp, verbose=False)

@@ -4,70 +4,65 @@ through pyverbs.
 Design: peers write straight into our rings
 -------------------------------------------
 Each end owns a receive :class:`~dataplane.ring.Ring` in shared memory and
-registers two pieces of it: the data area (``capacity`` bytes) and the 8-byte
-producer index ``head``, both with LOCAL_WRITE | REMOTE_WRITE only (no remote
-read, and the rest of the header -- consumer index, endpoints -- is not
-reachable).  The peer RDMA-WRITEs whole records straight into the data area
-and then RDMA-WRITEs the new ``head``; our consumer is the ring's ordinary C
-consumer, unaware that the producer is remote.
+registers its data area (``capacity`` bytes) with LOCAL_WRITE | REMOTE_WRITE
+only: no remote read, and the ring's header (indices, endpoints) is not
+reachable at all.  The peer RDMA-WRITEs whole records straight into the data
+area; our consumer is the ring's ordinary C consumer.
 
 The sending side keeps a *shadow* of the peer's ring: a local ring of the same
 geometry whose producer is us.  ``send`` formats the record into the shadow in
-C (``dp_ring_send``: header, payload, padding, PAD record when it would wrap,
-exactly what the peer's consumer expects), then posts, in one
-``ibv_post_send``, RDMA-WRITEs of the bytes between the old and the new head
-(one range, or two when the ring wrapped) to the same offsets of the peer's
-data area, followed by an RDMA ATOMIC FETCH_AND_ADD that moves the peer's
-``head`` by the same amount.  Bursts (``send_many``) become one write of the
-whole range plus one head update.
+C (header, payload, padding, PAD record when it would wrap, exactly what the
+peer's consumer expects), then posts RDMA-WRITEs of the bytes between the old
+and the new head (one range, or two when the ring wrapped) to the same offsets
+of the peer's data area.  The last WRITE of each push is a WRITE_WITH_IMM
+whose immediate data is the byte count.  Bursts (``send_many``) are one push.
 
-Why an atomic and not a write for the index: the data placement of an RDMA
-WRITE is not atomic, not even for 8 aligned bytes -- rxe copies with the
-kernel's memcpy, which in the emulated VM (``rep movsb``) goes byte by byte,
-and a consumer polling ``head`` on another CPU then read a torn value
-(seen: RingCorrupt in a pingpong).  An atomic is applied as one 8-byte store.
-So the head and credit words are registered with REMOTE_ATOMIC only (plus
-LOCAL_WRITE), the data area with REMOTE_WRITE only; nothing is remotely
-readable.
+Publishing: the receiver keeps receives posted; a WRITE_WITH_IMM completes
+one of them only once its data, and every earlier WRITE's on the QP, is
+placed.  The receiver's poll of its CQ then moves its own ring's head by the
+immediate value, a local release store.  So a consumer never sees half a
+message, whatever order the NIC places bytes in: an RDMA WRITE is not atomic
+even for 8 aligned bytes (rxe copies with memcpy, byte by byte under
+emulation), which is why the head is not written remotely.  A killed sender
+leaves at worst bytes without a completion: invisible.
 
-Ordering: the writes and the atomic go on one RC QP, and an RC responder
-executes the requests of a QP in order, so the head moves after the record it
-publishes has been placed; the consumer loads head with acquire semantics.
-That the *placement* of an earlier WRITE is visible to the CPU before the
-later atomic's is what rxe does (one responder, in packet order) and what
-mainstream HCAs do on x86, but the InfiniBand spec only guarantees it at
-completion time; on hardware that relaxes it, the head would have to travel as
-RDMA_WRITE_WITH_IMM and be published by the receiver on the completion (a
-receive queue and a CQ poll per message).  A killed sender leaves at worst
-records without a head: invisible, never half a message.
+Receives are bounded: the receiver advertises how many it keeps posted
+(``rq_depth``) and the sender has at most that many pushes outstanding,
+retiring one when the receiver's credit passes the end of its bytes (the
+receiver polled its completion, and so re-posted its receive, before the
+consumer read it).  A receiver therefore never answers with RNR.
 
-Credits: the consumer's ``tail`` flows back the same way, an atomic add on the
-shadow ring's own ``tail`` word (an 8-byte MR the sender registered), every
-quarter ring consumed, and on demand: a blocked sender asks over the side
-channel (CREDIT_REQ) every couple of milliseconds and the receiver's
-side-channel thread answers with an update of its current tail.  The shadow's
-C producer waits for room on that word exactly as on a local ring, so unread
-data is never overwritten.
+Credits: the consumer's ``tail`` flows back as an RDMA atomic add on the
+shadow ring's own ``tail`` word (8 bytes the sender registered with
+REMOTE_ATOMIC), every quarter ring or quarter of the receives consumed, and on
+demand: a blocked sender asks over the side channel (CREDIT_REQ) every couple
+of milliseconds and the receiver's side-channel thread answers.
+
+The per-message work -- format, post, poll, publish, credit -- runs in C
+(:mod:`dataplane.transport.rdma_path`, native/verbs/rdma_path.h) on the QP and
+CQ pyverbs created: each Python statement costs microseconds in the emulated
+VM, where pyverbs' own ``post_send`` path measured 5.7x ``ib_write_lat``.
 
 Set-up runs over TCP (:mod:`dataplane.transport.rdma_handshake`): every field
-the peer sends is validated, and before any message flows each side adds 0 to the
-peer's head and credit word (atomics) and writes zeros at both ends of its
-data area, so a wrong rkey or a capacity larger than what is
-registered is a :class:`HandshakeError` at connect time.  A peer that closes
-(CLOSE after flushing), dies (EOF) or makes a write fail (error completion)
-is :class:`PeerGone`, after what it sent has been received.  ``send`` returns
+the peer sends is validated, and before any message flows each side adds 0 to
+the peer's credit word and writes zeros at both ends of its data area, so a
+wrong rkey or a capacity larger than what is registered is a
+:class:`HandshakeError` at connect time.  A peer that closes (CLOSE after
+flushing), dies (EOF) or makes a write fail (error completion) is
+:class:`PeerGone`, after what it sent has been received.  ``send`` returns
 once the writes are posted; ``flush`` waits until the peer's NIC acknowledged
 all of them, and ``close`` flushes first, so nothing a sender saw
 acknowledged is lost while the receiver lives.
 
-Waiting: a consumer spins (``busy_poll``) or sleeps on its ring's futex;
-remote writes do not wake a futex, so a sleeping consumer notices a message
-within the ring's peer-check slice (1 ms).  Latency-sensitive users set
-``busy_poll=True`` (the benchmarks do), as with shared-memory rings.
+Waiting: a receive polls the CQ in C for up to 50 us, then, on a
+``busy_poll`` channel, keeps polling; otherwise it sleeps 0.2 ms between
+polls (remote writes wake nothing).  Latency-sensitive users set
+``busy_poll=True`` (the benchmarks do).
 """
 from __future__ import annotations
 
 import logging
+import os
 import mmap
 import random
 import socket
@@ -94,36 +89,40 @@ from dataplane.errors import (
     PeerGone,
     Timeout,
     WouldBlock,
+    raise_for,
 )
-from dataplane.ring import DEFAULT_CAPACITY, RecvView, Ring, max_message_for
+from dataplane.ring import _NOT_STAGED, DEFAULT_CAPACITY, RecvView, Ring, max_message_for
 from dataplane.transport import rdma_handshake as hs
+from dataplane.transport import rdma_path
 from dataplane.transport.base import check_timeout
 
 log = logging.getLogger("dataplane.transport.rdma")
 
 HEAD_OFF = lib.dp_ring_layout(lib.DP_LAYOUT_HEAD_OFFSET)
+_EAGAIN, _EMSGSIZE, _EPEERGONE, _ESTATE, _ESYS = lib.DP_EAGAIN, lib.DP_EMSGSIZE, lib.DP_EPEERGONE, lib.DP_ESTATE, lib.DP_ESYS
 TAIL_OFF = lib.dp_ring_layout(lib.DP_LAYOUT_TAIL_OFFSET)
 DATA_OFF = lib.dp_ring_layout(lib.DP_LAYOUT_DATA_OFFSET)
 
 DEFAULT_TIMEOUT = 10.0  # connect/accept handshake
 SQ_DEPTH = 512  # send queue entries
 SIGNAL_EVERY = 16  # posts between signaled work requests
-CQ_DEPTH = 256
+RQ_DEPTH = 1024  # receives kept posted (one per unread WRITE_WITH_IMM of the peer)
+CQ_DEPTH = RQ_DEPTH + SQ_DEPTH + 16  # every receive and send could complete at once
 INLINE_WANT = 256
+RECV_SPIN_NS = 50_000  # a receive polls this long in C before Python looks at the clock
+IDLE_SLEEP = 0.0002  # between polls of a receive that waits without busy_poll
 CREDIT_RETRY = 0.002  # a blocked sender re-asks for credit this often
 CLOSE_FLUSH_TIMEOUT = 2.0
 
 _ACCESS_REMOTE = _e.IBV_ACCESS_LOCAL_WRITE | _e.IBV_ACCESS_REMOTE_WRITE
-# The index words (our head, the peer's credit word) are updated with RDMA
-# atomics only: an RDMA WRITE's data placement is not atomic (rxe copies with
-# memcpy, which under emulation or with `rep movsb` goes byte by byte), so a
-# written head could be read torn.  An atomic is one 8-byte store.
+# The credit word is updated with RDMA atomics only: an RDMA WRITE's data
+# placement is not atomic (rxe copies with memcpy, which under emulation goes
+# byte by byte), so a written index could be read torn.
 _ACCESS_INDEX = _e.IBV_ACCESS_LOCAL_WRITE | _e.IBV_ACCESS_REMOTE_ATOMIC
 _QP_ACCESS = _e.IBV_ACCESS_LOCAL_WRITE | _e.IBV_ACCESS_REMOTE_WRITE | _e.IBV_ACCESS_REMOTE_ATOMIC
 _WR_FAA = _e.IBV_WR_ATOMIC_FETCH_AND_ADD
 _WR_WRITE = _e.IBV_WR_RDMA_WRITE
 _SIGNALED = _e.IBV_SEND_SIGNALED
-_INLINE = _e.IBV_SEND_INLINE
 _WC_OK = _e.IBV_WC_SUCCESS
 _PORT_ACTIVE = _e.IBV_PORT_ACTIVE
 
@@ -136,17 +135,22 @@ def _addr_of(m: mmap.mmap) -> int:
         ffi.release(p)
 
 
-def _word(m: mmap.mmap, off: int) -> memoryview:
-    """A one-element uint64 view of ``m`` at byte ``off``."""
-    return memoryview(m)[off : off + 8].cast("Q")
-
-
 _WC_NAMES = {getattr(_e, n): n[len("IBV_WC_"):] for n in dir(_e)
              if n.startswith("IBV_WC_") and (n.endswith("_ERR") or n == "IBV_WC_SUCCESS")}
 
 
 def _wc_error(wc: Any) -> str:
-    return f"{_WC_NAMES.get(wc.status, 'status')} ({wc.status})"
+    return _status_name(wc.status)
+
+
+def _status_name(status: int) -> str:
+    return f"{_WC_NAMES.get(status, 'status')} ({status})"
+
+
+_vlib = rdma_path.vlib
+if _vlib is not None:
+    _rdma_send, _rdma_push, _rdma_poll, _rdma_recv = _vlib.dp_rdma_send, _vlib.dp_rdma_push, _vlib.dp_rdma_poll, _vlib.dp_rdma_recv
+    _rdma_room, _rdma_credit, _rdma_flush = _vlib.dp_rdma_room, _vlib.dp_rdma_credit, _vlib.dp_rdma_flush
 
 
 # ------------------------------------------------------------- device --
@@ -230,6 +234,8 @@ class RdmaChannel:
         self._views: list[memoryview] = []
         self.rx_ring: Ring | None = None
         self.tx_ring: Ring | None = None
+        self._dp: rdma_path.DataPath | None = None
+        self._dpc: Any = None  # the dp_rdma struct the per-message calls take; None until up
         self._sock: socket.socket | None = None
         self._monitor: threading.Thread | None = None
         self._listener: RdmaListener | None = None
@@ -262,16 +268,16 @@ class RdmaChannel:
                      max_peer_capacity, hello_hook) -> None:
         if max_message is None:
             max_message = max_message_for(capacity)
+        why = rdma_path.available()
+        if why:
+            raise DataplaneError(why)
         dev = self._dev = _Device(allow_remote=allow_remote, **dev_args)
         # Receive ring: anonymous shared memory (page aligned), data area and
         # head word registered for remote write.
         rx_map = mmap.mmap(-1, lib.dp_ring_segment_size(capacity))
         self.rx_ring = Ring.over(rx_map, init=True, capacity=capacity, max_message=max_message)
-        rx_base = _addr_of(rx_map)
+        rx_base = self._rx_base = _addr_of(rx_map)
         self._rx_data_mr = MR(dev.pd, capacity, _ACCESS_REMOTE, address=rx_base + DATA_OFF)
-        self._rx_head_mr = MR(dev.pd, 8, _ACCESS_INDEX, address=rx_base + HEAD_OFF)
-        self._rx_tail = _word(rx_map, TAIL_OFF)
-        self._views.append(self._rx_tail)
         # Where atomics return the old value (never read) and probes read
         # their zeros from.
         slots = mmap.mmap(-1, 4096)
@@ -285,7 +291,7 @@ class RdmaChannel:
         psn = random.randrange(1 << 24)
         mine = hs.Hello(gid=dev.gid, qpn=self._qp.qp_num, psn=psn, mtu=dev.mtu, capacity=capacity,
                         max_message=max_message, data_addr=rx_base + DATA_OFF, data_len=capacity,
-                        data_rkey=self._rx_data_mr.rkey, head_addr=rx_base + HEAD_OFF, head_rkey=self._rx_head_mr.rkey)
+                        data_rkey=self._rx_data_mr.rkey, rq_depth=RQ_DEPTH)
         if hello_hook is not None:
             mine = hello_hook(mine)  # tests: a hostile peer
         # 1. HELLO both ways (connector first).
@@ -306,20 +312,19 @@ class RdmaChannel:
         self._tx_base = tx_base
         self._tx_data_mr = MR(dev.pd, peer.capacity, _e.IBV_ACCESS_LOCAL_WRITE, address=tx_base + DATA_OFF)
         self._credit_mr = MR(dev.pd, 8, _ACCESS_INDEX, address=tx_base + TAIL_OFF)
-        self._tx_head = _word(tx_map, HEAD_OFF)
-        self._views.append(self._tx_head)
         hs.send_frame(sock, hs.CREDIT, hs.pack_credit(tx_base + TAIL_OFF, self._credit_mr.rkey))
         self._peer_credit_addr, self._peer_credit_rkey = hs.unpack_credit(hs.expect(sock, hs.CREDIT, deadline, "handshake (CREDIT)"))
         # 3. QP to RTS, then READY both ways.
         self._connect_qp(dev, peer, psn)
         hs.send_frame(sock, hs.READY)
         hs.expect(sock, hs.READY, deadline, "handshake (READY)")
-        # 4. Probe the peer's memory with writes that change nothing.
-        self._init_send_state()
+        # 4. Probe the peer's memory with writes that change nothing, then
+        # post our receives before saying so: the peer sends once it knows.
         err = self._probe(deadline)
         if err:
             hs.send_frame(sock, hs.PROBE, b"\x01" + err.encode()[:500])
             raise HandshakeError(f"the peer's memory is not writable as advertised: {err}")
+        self._start_data_path()
         hs.send_frame(sock, hs.PROBE, b"\x00")
         res = hs.expect(sock, hs.PROBE, deadline, "handshake (PROBE)")
         if res[:1] != b"\x00":
@@ -332,7 +337,8 @@ class RdmaChannel:
     def _make_qp(self, dev: _Device) -> tuple[QP, int]:
         last: Exception | None = None
         for inline in (INLINE_WANT, 64, 0):
-            cap = QPCap(max_send_wr=SQ_DEPTH, max_recv_wr=1, max_send_sge=1, max_recv_sge=1, max_inline_data=inline)
+            cap = QPCap(max_send_wr=SQ_DEPTH, max_recv_wr=RQ_DEPTH, max_send_sge=2, max_recv_sge=1,
+                        max_inline_data=inline)
             try:
                 qp = QP(dev.pd, QPInitAttr(qp_type=_e.IBV_QPT_RC, scq=dev.cq, rcq=dev.cq, cap=cap, sq_sig_all=0))
             except PyverbsError as e:
@@ -363,49 +369,38 @@ class RdmaChannel:
         attr.max_rd_atomic = rd_atom
         self._qp.to_rts(attr)
 
-    def _init_send_state(self) -> None:
+    def _start_data_path(self) -> None:
+        """Hand the QP, CQ and both rings to the C data path and post the
+        receives."""
         peer = self.peer
-        self._cap = peer.capacity
-        self._mask = peer.capacity - 1
-        self._tx_data = self._tx_base + DATA_OFF
-        self._rdata, self._rdata_rkey = peer.data_addr, peer.data_rkey
-        self._pushed = 0  # shadow head already written to the peer
-        self._wqe = 0  # work requests posted
-        self._done = 0  # ... known completed
-        self._last_sig = 0
-        self._credited = 0  # our tail last written to the peer
-        self._quarter = max(self.rx_ring.capacity // 4, 8)
-        lk = self._tx_data_mr.lkey
-        # Chain a -> b -> h: a is the first range when the records wrapped.
-        self._sge_a = SGE(self._tx_data, 8, lk)
-        self._sge_b = SGE(self._tx_data, 8, lk)
-        self._sge_h = SGE(self._slots_addr, 8, self._slots_mr.lkey)
-        self._sge_c = SGE(self._slots_addr, 8, self._slots_mr.lkey)
-        mk = SendWR
-        self._wr_a = mk(opcode=_WR_WRITE, num_sge=1, sg=[self._sge_a], send_flags=0)
-        self._wr_b = mk(opcode=_WR_WRITE, num_sge=1, sg=[self._sge_b], send_flags=0)
-        self._wr_h = mk(opcode=_WR_FAA, num_sge=1, sg=[self._sge_h], send_flags=0)
-        self._wr_c = mk(opcode=_WR_FAA, num_sge=1, sg=[self._sge_c], send_flags=0)
-        # Point each WR at its SGE object, so that updating the SGE updates
-        # the WR (SendWR copies the list it is built with).
-        self._wr_a.sg_list = self._sge_a
-        self._wr_b.sg_list = self._sge_b
-        self._wr_h.sg_list = self._sge_h
-        self._wr_c.sg_list = self._sge_c
-        self._wr_a.next_wr = self._wr_b
-        self._wr_b.next_wr = self._wr_h
-        self._hrkey, self._haddr = peer.head_rkey, peer.head_addr
-        self._crkey, self._caddr = self._peer_credit_rkey, self._peer_credit_addr
-        self._flags_a = 0
-        self._flags_b = _INLINE if self._inline else 0
-        self._wr_b.send_flags = self._flags_b
+        qp_ptr, cq_ptr = rdma_path.verbs_pointers(self._qp, self._dev.cq)
+        dp = rdma_path.DataPath(peer.rq_depth)
+        c = dp.c
+        c.qp, c.cq = rdma_path.vffi.cast("void *", qp_ptr), rdma_path.vffi.cast("void *", cq_ptr)
+        c.tx_stage, c.rx_stage = self.tx_ring._txst, self.rx_ring._rxst
+        c.tx_head, c.tx_tail = dp.word(self._tx_base + HEAD_OFF), dp.word(self._tx_base + TAIL_OFF)
+        c.rx_head, c.rx_tail = dp.word(self._rx_base + HEAD_OFF), dp.word(self._rx_base + TAIL_OFF)
+        c.tx_data, c.tx_lkey = self._tx_base + DATA_OFF, self._tx_data_mr.lkey
+        c.peer_data, c.peer_rkey = peer.data_addr, peer.data_rkey
+        c.peer_credit, c.peer_credit_rkey = self._peer_credit_addr, self._peer_credit_rkey
+        c.slot, c.slot_lkey = self._slots_addr + 16, self._slots_mr.lkey
+        c.cap, c.max_inline, c.sq_depth, c.signal_every = peer.capacity, self._inline, SQ_DEPTH, SIGNAL_EVERY
+        c.rq_depth = RQ_DEPTH
+        c.credit_bytes = max(self.rx_ring.capacity // 4, 8)
+        c.spin_ns = RECV_SPIN_NS
+        rc = rdma_path.vlib.dp_rdma_start(c)
+        if rc < 0:
+            raise DataplaneError(f"could not post receives: {os.strerror(c.err) if c.err else rc}")
+        dp.keep(self.tx_ring, self.rx_ring)
+        self._dp, self._dpc = dp, c
+        self._txbuf, self._txlen, self._rxbuf = self.tx_ring._txbuf, self.tx_ring._txlen, self.rx_ring._rxbuf
 
     def _probe(self, deadline: float | None) -> str:
-        """Write the peer's head (0), the first and last word of its data area
-        (0) and its credit word (0); '' when all completed."""
+        """Write the first and last word of the peer's data area (0) and add
+        0 to its credit word; '' when all completed."""
         peer = self.peer
         self._slots[1] = 0
-        targets = [(_WR_FAA, peer.head_rkey, peer.head_addr), (_WR_WRITE, peer.data_rkey, peer.data_addr),
+        targets = [(_WR_WRITE, peer.data_rkey, peer.data_addr),
                    (_WR_WRITE, peer.data_rkey, peer.data_addr + peer.capacity - 8),
                    (_WR_FAA, self._peer_credit_rkey, self._peer_credit_addr)]
         for op, rkey, addr in targets:
@@ -446,10 +441,10 @@ class RdmaChannel:
                 if kind == hs.CREDIT_REQ:
                     if self._closed or self._gone:
                         continue
-                    try:
-                        self._credit(self._rx_tail[0])
-                    except (DataplaneError, PyverbsError, ValueError) as e:
-                        why = f"could not return credit: {e}"
+                    c = self._dpc
+                    rc = _rdma_credit(c, 1) if c is not None else 0
+                    if rc < 0 and rc not in (_EAGAIN, _ESTATE):
+                        why = f"could not return credit ({rc})"
                         break
                 elif kind == hs.CLOSE:
                     why = "the peer closed the channel"
@@ -479,160 +474,108 @@ class RdmaChannel:
         except OSError as e:
             self._mark_gone(f"side channel lost: {e}")
 
-    # --------------------------------------------------------- posting --
+    # ------------------------------------------------------- data path --
 
-    def _push(self) -> None:
-        """RDMA-write what the shadow ring gained since the last push, then
-        its head (one ibv_post_send).  Every statement here costs on the
-        latency path, hence the terse fast case."""
-        head = self._tx_head[0]
-        old = self._pushed
-        n = head - old
-        o = old & self._mask
-        with self._lock:
-            k = self._wqe + 2
-            if o + n <= self._cap and k - self._done <= SQ_DEPTH and n <= self._inline:
-                # One range, inline; the head moves by an atomic add.
-                self._sge_b.addr = self._tx_data + o
-                self._sge_b.length = n
-                self._wr_b.set_wr_rdma(self._rdata_rkey, self._rdata + o)
-                self._wr_h.set_wr_atomic(self._hrkey, self._haddr, n)
-                if k - self._last_sig >= SIGNAL_EVERY:
-                    self._post_signaled(self._wr_b, k)
-                else:
-                    self._qp.post_send(self._wr_b)
-                self._wqe = k
-                self._pushed = head
-                return
-            self._push_general(head, old, n, o)
+    def _fail(self, rc: int, what: str) -> None:
+        """Raise for a data-path return code.  An error completion or a
+        failed post means the connection is gone."""
+        c = self._dpc
+        if rc == _ESTATE or c is None:
+            self._check_open()
+            raise InvalidState("channel is not connected")
+        if rc == _EPEERGONE:
+            if c.wc_status:
+                self._mark_gone(f"an RDMA operation failed: {_status_name(c.wc_status)}")
+            raise PeerGone(f"{what}: {self._gone or 'the peer is gone'}")
+        if rc == _ESYS:
+            why = f"posting to the QP failed: {os.strerror(c.err) if c.err else 'error'}"
+            self._mark_gone(why)
+            raise PeerGone(f"{what}: {why}")
+        raise_for(rc, what)
 
-    def _post_signaled(self, first: SendWR, k: int) -> None:
-        wr_h = self._wr_h
-        wr_h.send_flags = _SIGNALED
-        wr_h.wr_id = k
-        self._last_sig = k
-        try:
-            self._qp.post_send(first)
-        finally:
-            wr_h.send_flags = 0
+    def _note(self, rc: int) -> None:
+        """Record a poll's error without raising: the receive rings are
+        marked so that what arrived is drained first, then PeerGone."""
+        if rc == _ESTATE:
+            self._check_open()
+            raise InvalidState("channel is not connected")
+        c = self._dpc
+        if c is not None and c.wc_status:
+            self._mark_gone(f"an RDMA operation failed: {_status_name(c.wc_status)}")
+        elif rc == _ESYS:
+            self._mark_gone(f"polling the CQ failed: {os.strerror(c.err) if c is not None and c.err else 'error'}")
+        elif rc == _EPEERGONE:
+            self._mark_gone("the peer is gone")
 
-    def _push_general(self, head: int, old: int, n: int, o: int) -> None:
-        """_push when the range wraps, is too large to inline, the send queue
-        is nearly full, or inline is unavailable.  Caller holds the lock."""
-        k = self._wqe
-        if k + 3 - self._done > SQ_DEPTH:
-            self._reap(k + 3 - SQ_DEPTH)
-        if o + n <= self._cap:
-            first = self._wr_b
-            self._sge_b.addr = self._tx_data + o
-            self._sge_b.length = n
-            self._wr_b.set_wr_rdma(self._rdata_rkey, self._rdata + o)
-            f = _INLINE if n <= self._inline else 0
-            if f != self._flags_b:
-                self._wr_b.send_flags = self._flags_b = f
-            k += 2
-        else:
-            a = self._cap - o
-            first = self._wr_a
-            self._sge_a.addr = self._tx_data + o
-            self._sge_a.length = a
-            self._wr_a.set_wr_rdma(self._rdata_rkey, self._rdata + o)
-            self._sge_b.addr = self._tx_data
-            self._sge_b.length = n - a
-            self._wr_b.set_wr_rdma(self._rdata_rkey, self._rdata)
-            f = _INLINE if a <= self._inline else 0
-            if f != self._flags_a:
-                self._wr_a.send_flags = self._flags_a = f
-            f = _INLINE if n - a <= self._inline else 0
-            if f != self._flags_b:
-                self._wr_b.send_flags = self._flags_b = f
-            k += 3
-        self._wr_h.set_wr_atomic(self._hrkey, self._haddr, n)
-        if k - self._last_sig >= SIGNAL_EVERY:
-            self._post_signaled(first, k)
-        else:
-            self._qp.post_send(first)
-        self._wqe = k
-        self._pushed = head
-        # Back to the inline fast path's expectations.
-        if self._flags_b != (_INLINE if self._inline else 0) and self._inline:
-            self._wr_b.send_flags = self._flags_b = _INLINE
+    def _poll_once(self, deadline: float | None, what: str) -> None:
+        """One poll of the CQ while waiting for completions; PeerGone or
+        Timeout end the wait."""
+        rc = _rdma_poll(self._dpc)
+        if rc < 0:
+            self._fail(rc, what)
+        if self._gone:
+            raise PeerGone(f"{what}: {self._gone}")
+        if deadline is not None and time.monotonic() > deadline:
+            raise Timeout(f"{what}: RDMA writes not acknowledged in time")
+        time.sleep(0)
 
-    def _credit(self, tail: int) -> None:
-        """RDMA-write our consumer index into the peer's shadow tail."""
-        with self._lock:
-            if self._closed or not self._up:
-                return
-            k = self._wqe
-            if k + 1 - self._done > SQ_DEPTH:
-                self._reap(k + 1 - SQ_DEPTH)
-            delta = tail - self._credited
-            if delta <= 0:
-                return
-            k += 1
-            wr = self._wr_c
-            wr.set_wr_atomic(self._crkey, self._caddr, delta)
-            if k - self._last_sig >= SIGNAL_EVERY:
-                wr.send_flags = _SIGNALED
-                wr.wr_id = k
-                self._last_sig = k
-                try:
-                    self._qp.post_send(wr)
-                finally:
-                    wr.send_flags = 0
-            else:
-                self._qp.post_send(wr)
-            self._wqe = k
-            self._credited = tail
-
-    def _reap(self, need: int | None, deadline: float | None = None) -> None:
-        """Poll completions; with ``need``, until that many WRs completed.
-        Caller holds the lock."""
-        cq = self._dev.cq
+    def _post_pending(self) -> None:
+        """Post what the shadow ring holds beyond the last push: a message
+        already accepted, so this waits for send-queue room (completions
+        arrive without the peer's application doing anything)."""
+        c = self._dpc
         while True:
-            n, wcs = cq.poll(32)
-            for i in range(n):
-                wc = wcs[i]
-                if wc.status != _WC_OK:
-                    why = f"an RDMA write failed: {_wc_error(wc)}"
-                    self._mark_gone(why)
-                    raise PeerGone(why)
-                if wc.wr_id > self._done:
-                    self._done = wc.wr_id
-            if need is None or self._done >= need:
+            rc = _rdma_push(c)
+            if rc == 0 and c.pushed == c.tx_head[0]:
                 return
-            if n == 0:
-                if self._gone:
-                    raise PeerGone(self._gone)
-                if deadline is not None and time.monotonic() > deadline:
-                    raise Timeout("RDMA writes not acknowledged in time")
-                time.sleep(0)
+            if rc < 0 and rc != _EAGAIN:
+                self._fail(rc, "send")
+            self._poll_once(None, "send")
+
+    def _wait_room(self, timeout: float | None, what: str) -> None:
+        """Wait until a push may post (the peer has a receive for it)."""
+        c = self._dpc
+        if c is None:
+            self._check_open()
+            raise InvalidState("channel is not connected")
+        if _rdma_room(c):
+            return
+        if timeout == 0:
+            self._request_credit()
+            raise WouldBlock(f"{what}: no room at the peer")
+        self._blocking(lambda t: self._room_within(t), timeout, what)
+
+    def _room_within(self, t: float) -> None:
+        end = time.monotonic() + t
+        while not _rdma_room(self._dpc):
+            self._poll_once(None, "send")
+            if time.monotonic() >= end:
+                raise Timeout("no room")
+
+    def _credit_now(self, force: bool = False) -> None:
+        c = self._dpc
+        if c is not None:
+            rc = _rdma_credit(c, 1 if force else 0)
+            if rc < 0 and rc != _EAGAIN:
+                self._note(rc)
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until every write posted so far has been acknowledged by the
         peer (the data is in its ring)."""
         check_timeout(timeout)
-        if not self._up:
+        c = self._dpc
+        if c is None:
             return
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._lock:
-            if self._done >= self._wqe:
-                return
-            if self._wqe > self._last_sig:
-                # Re-write the current head, signaled: completes after all.
-                k = self._wqe + 1
-                if k - self._done > SQ_DEPTH:
-                    self._reap(k - SQ_DEPTH, deadline)
-                wr_h = self._wr_h
-                wr_h.set_wr_atomic(self._hrkey, self._haddr, 0)  # adds 0, completes after all before it
-                wr_h.send_flags = _SIGNALED
-                wr_h.wr_id = k
-                try:
-                    self._qp.post_send(wr_h)
-                finally:
-                    wr_h.send_flags = 0
-                self._wqe = self._last_sig = k
-            self._reap(self._wqe, deadline)
+        while True:
+            rc = _rdma_flush(c)
+            if rc == 0:
+                break
+            if rc != _EAGAIN:
+                self._fail(rc, "flush")
+            self._poll_once(deadline, "flush")
+        while c.done < c.wqe:
+            self._poll_once(deadline, "flush")
 
     # ------------------------------------------------------ Channel API --
 
@@ -681,50 +624,91 @@ class RdmaChannel:
 
     def send(self, data: Any, timeout: float | None = None) -> None:
         """Send one message, waiting up to ``timeout`` for room at the peer."""
-        if not self._up:  # the rings exist before the send state does
-            self._check_open()
-            raise InvalidState("channel is not connected")
+        c = self._dpc
+        if c is None or (timeout is not None and not timeout >= 0):
+            return self._send_general(data, timeout)
+        try:
+            # Formats the record into the shadow ring and posts its write,
+            # in one C call (the stage fast path, as Ring.send).
+            n = len(data)
+            self._txbuf[:n] = data
+        except _NOT_STAGED:
+            return self._send_general(data, timeout)
+        self._txlen[0] = n
+        rc = _rdma_send(c)
+        if rc:
+            self._send_again(rc, timeout)
+
+    def _send_again(self, rc: int, timeout: float | None) -> None:
+        """The staged message could not go at once (rc from dp_rdma_send)."""
+        if rc == 1:
+            return self._post_pending()
+        if rc != _EAGAIN:
+            self._fail(rc, "send")
+        if timeout == 0:
+            self._request_credit()
+            raise WouldBlock("send: no room at the peer")
+        c = self._dpc
+        deadline = None if timeout is None else time.monotonic() + timeout
+        ask = 0.0
+        while True:
+            now = time.monotonic()
+            if now >= ask:
+                self._request_credit()
+                ask = now + CREDIT_RETRY
+            p = _rdma_poll(c)
+            if p < 0:
+                self._fail(p, "send")
+            rc = _rdma_send(c)  # the stage still holds the message
+            if rc == 0:
+                return
+            if rc == 1:
+                return self._post_pending()
+            if rc != _EAGAIN:
+                self._fail(rc, "send")
+            if deadline is not None and now >= deadline:
+                raise Timeout(f"send: no room at the peer within {timeout} s")
+            time.sleep(0 if self._busy else IDLE_SLEEP)
+
+    def _send_general(self, data: Any, timeout: float | None) -> None:
+        """Messages the stage does not take (large, not flat bytes), and
+        the argument checks."""
+        check_timeout(timeout)
+        self._wait_room(timeout, "send")
         ring = self.tx_ring
         try:
-            ring.send(data, 0)  # formats the record in the shadow ring (the stage fast path)
+            ring.send(data, 0)
         except WouldBlock:
             if timeout == 0:
                 self._request_credit()
                 raise WouldBlock("send: no room at the peer") from None
-            check_timeout(timeout)
             self._blocking(lambda t: ring.send(data, t), timeout, "send")
-        self._push()
+        self._post_pending()
 
     def try_send(self, data: Any) -> bool:
-        ring = self.tx_ring
-        if ring is None:
-            self._check_open()
-            raise InvalidState("channel is not connected")
-        if ring.try_send(data):
-            self._push()
-            return True
-        self._request_credit()
-        return False
+        try:
+            self.send(data, 0)
+        except WouldBlock:
+            return False
+        return True
 
     def send_many(self, messages: Iterable[Any], timeout: float | None = None) -> int:
         """As many of ``messages`` as fit (waiting for the first), formatted
-        in one C call and written with one RDMA range + one head write."""
+        in one C call and written with one push."""
         msgs = messages if isinstance(messages, (list, tuple)) else list(messages)
         if not msgs:
             return 0
+        check_timeout(timeout)
+        self._wait_room(timeout, "send_many")
         ring = self.tx_ring
-        if ring is None:
-            self._check_open()
-            raise InvalidState("channel is not connected")
         try:
             n = ring.send_many(msgs, 0)
         except WouldBlock:
             if timeout == 0:
                 self._request_credit()
                 raise WouldBlock("send_many: no room at the peer") from None
-            check_timeout(timeout)
             n = self._blocking(lambda t: ring.send_many(msgs, t), timeout, "send_many")
-        self._push()
+        self._post_pending()
         return n
 
     def send_all(self, messages: Iterable[Any], timeout: float | None = None) -> None:
@@ -733,57 +717,88 @@ class RdmaChannel:
         while i < len(msgs):
             i += self.send_many(msgs[i:], timeout)
 
-    def _after_recv(self) -> None:
-        t = self._rx_tail[0]
-        if t - self._credited >= self._quarter:
-            self._credit(t)
-
     def recv(self, timeout: float | None = None) -> bytes:
-        if not self._up:
+        c = self._dpc
+        if c is not None:
+            n = _rdma_recv(c)  # polls the CQ and the ring in C for up to RECV_SPIN_NS
+            if n >= 0:
+                return self._rxbuf[:n]
+        else:
+            n = _ESTATE
+        return self._recv_wait(n, timeout)
+
+    def _recv_wait(self, rc: int, timeout: float | None) -> bytes:
+        check_timeout(timeout)
+        if rc == _ESTATE:
+            self._fail(rc, "recv")
+        c = self._dpc
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while rc < 0:
+            if rc != _EAGAIN:
+                if rc != _EMSGSIZE:
+                    self._note(rc)
+                # Too big for the stage, or the peer is gone: the ring's own
+                # path (it drains what arrived before PeerGone).
+                return self._rx(self.rx_ring.recv, 0)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise Timeout(f"recv: no message within {timeout} s")
+            if not self._busy:
+                time.sleep(IDLE_SLEEP)
+            rc = _rdma_recv(c)
+        return self._rxbuf[:rc]
+
+    def _rx(self, op: Callable[[float], Any], timeout: float | None) -> Any:
+        """``op(0)``, a receive of the ring, once the CQ says a message is
+        there, within ``timeout``; then credit if due."""
+        c = self._dpc
+        if c is None:
             self._check_open()
             raise InvalidState("channel is not connected")
-        data = self.rx_ring.recv(timeout)
-        if self._rx_tail[0] - self._credited >= self._quarter:
-            self._credit(self._rx_tail[0])
-        return data
+        check_timeout(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            rc = _rdma_poll(c)
+            if rc < 0:
+                self._note(rc)
+            try:
+                out = op(0)
+            except (WouldBlock, Timeout):
+                pass
+            else:
+                self._credit_now()
+                return out
+            if deadline is not None and time.monotonic() >= deadline:
+                raise Timeout(f"no message within {timeout} s")
+            if not self._busy:
+                time.sleep(IDLE_SLEEP)
 
     def try_recv(self) -> bytes | None:
-        ring = self.rx_ring
-        if ring is None:
+        c = self._dpc
+        if c is None:
             self._check_open()
             raise InvalidState("channel is not connected")
-        data = ring.try_recv()
+        rc = _rdma_poll(c)
+        if rc < 0:
+            self._note(rc)
+        data = self.rx_ring.try_recv()
         if data is not None:
-            self._after_recv()
+            self._credit_now()
         return data
 
     def recv_into(self, buffer: Any, timeout: float | None = None) -> int:
         ring = self.rx_ring
-        if ring is None:
-            self._check_open()
-            raise InvalidState("channel is not connected")
-        n = ring.recv_into(buffer, timeout)
-        self._after_recv()
-        return n
+        return self._rx(lambda t: ring.recv_into(buffer, t), timeout)
 
     def recv_view(self, timeout: float | None = None) -> RecvView:
         """The next message in place, in the receive ring; credit for it
         goes back after it is released (with a later receive)."""
+        self._credit_now()
         ring = self.rx_ring
-        if ring is None:
-            self._check_open()
-            raise InvalidState("channel is not connected")
-        self._after_recv()
-        return ring.recv_view(timeout)
+        return self._rx(lambda t: ring.recv_view(t), timeout)
 
     def recv_many(self, max_messages: int = 256, timeout: float | None = None, max_bytes: int = 1 << 20) -> list[bytes]:
         ring = self.rx_ring
-        if ring is None:
-            self._check_open()
-            raise InvalidState("channel is not connected")
-        out = ring.recv_many(max_messages, timeout, max_bytes)
-        self._after_recv()
-        return out
+        return self._rx(lambda t: ring.recv_many(max_messages, t, max_bytes), timeout)
 
     # ---------------------------------------------------------- closing --
 
@@ -829,6 +844,9 @@ class RdmaChannel:
         if mon is not None and mon is not threading.current_thread():
             mon.join(2.0)
         with self._lock:
+            dp, self._dp, self._dpc = self._dp, None, None
+            if dp is not None:
+                dp.stop()  # before the QP and CQ go: later C calls see DP_ESTATE
             if self._dev is not None:
                 self._dev.close()  # deregisters every MR before the memory goes
                 self._dev = None

@@ -11,12 +11,13 @@ Set-up, both sides running the same steps (the connector speaks first where
 order matters)::
 
     HELLO   (H)  our QP and receive ring: gid qpn psn mtu capacity max_message
-                 data_addr data_len data_rkey head_addr head_rkey
+                 data_addr data_len data_rkey rq_depth (receives we keep
+                 posted: the most WRITE_WITH_IMMs the peer may have unread)
     CREDIT  (K)  where the peer writes its consumer index for the ring we
                  write to (our shadow producer's tail): addr rkey
     READY   (R)  our QP is in RTS
-    PROBE   (P)  status, text: we added 0 to the peer's head and credit word
-                 (RDMA atomics) and wrote zeros at both ends of its data area,
+    PROBE   (P)  status, text: we added 0 to the peer's credit word (an RDMA
+                 atomic) and wrote zeros at both ends of its data area,
                  and all of it completed (a wrong rkey, missing atomic access or
                  a capacity larger than what is registered fails here, before
                  any message flows)
@@ -35,7 +36,7 @@ from dataclasses import dataclass, fields
 from dataplane.errors import HandshakeError, PeerGone, Timeout
 
 MAGIC = b"DPRDMA\x00\x01"
-VERSION = 1
+VERSION = 2  # 2: messages announced by WRITE_WITH_IMM, no remote head word
 
 HELLO, CREDIT, READY, PROBE, CREDIT_REQ, CLOSE, ERROR = b"H", b"K", b"R", b"P", b"Q", b"C", b"E"
 _KNOWN = {HELLO, CREDIT, READY, PROBE, CREDIT_REQ, CLOSE, ERROR}
@@ -47,6 +48,7 @@ MIN_CAPACITY = 64
 DEFAULT_MAX_PEER_CAPACITY = 1 << 30
 _ALIGN = 8
 _RECORD_OVERHEAD = 8
+MAX_RQ_DEPTH = 1 << 16  # we keep one word per outstanding WRITE_WITH_IMM of the peer's
 
 
 @dataclass(frozen=True)
@@ -60,15 +62,14 @@ class Hello:
     data_addr: int
     data_len: int
     data_rkey: int
-    head_addr: int
-    head_rkey: int
+    rq_depth: int
 
-    _S = struct.Struct("<8sHH16sIIIQQQQIQI")
+    _S = struct.Struct("<8sHH16sIIIQQQQII")
 
     def pack(self) -> bytes:
         return self._S.pack(MAGIC, VERSION, 0, self.gid, self.qpn, self.psn, self.mtu, self.capacity,
                             self.max_message, self.data_addr, self.data_len, self.data_rkey,
-                            self.head_addr, self.head_rkey)
+                            self.rq_depth)
 
     @classmethod
     def unpack(cls, payload: bytes) -> Hello:
@@ -147,10 +148,10 @@ def validate_hello(h: Hello, *, allow_remote: bool = False, max_capacity: int = 
     if h.data_len != cap:
         what = "larger than" if cap > h.data_len else "different from"
         raise HandshakeError(f"capacity {cap} is {what} the {h.data_len} bytes registered for it")
-    for name in ("data_addr", "head_addr"):
-        v = getattr(h, name)
-        if v == 0 or v % _ALIGN or v + 8 > 1 << 64:
-            raise HandshakeError(f"{name} {v:#x} is null or misaligned")
+    if h.data_addr == 0 or h.data_addr % _ALIGN:
+        raise HandshakeError(f"data_addr {h.data_addr:#x} is null or misaligned")
+    if not 0 < h.rq_depth <= MAX_RQ_DEPTH or h.rq_depth & (h.rq_depth - 1):
+        raise HandshakeError(f"rq_depth {h.rq_depth} is not a power of two in 1..{MAX_RQ_DEPTH}")
     if h.data_addr + h.data_len > 1 << 64:
         raise HandshakeError("data area wraps the address space")
 

@@ -336,7 +336,8 @@ def test_non_loopback_gid_is_refused():
 
 @pytest.mark.parametrize("field,value,match", [
     ("qpn", 0, "QP number"), ("mtu", 9, "MTU"), ("capacity", 3000, "power of two"),
-    ("max_message", 1 << 40, "max_message"), ("head_addr", 12, "misaligned"),
+    ("max_message", 1 << 40, "max_message"), ("data_addr", 12, "misaligned"),
+    ("rq_depth", 0, "rq_depth"), ("rq_depth", 1000, "rq_depth"), ("rq_depth", 1 << 20, "rq_depth"),
 ])
 def test_out_of_range_hello_fields_are_refused(field, value, match):
     server, _ = _hostile_connect(lambda h: h.replace(**{field: value}))
@@ -375,7 +376,7 @@ def test_nobody_listening_is_a_timeout():
 def test_hello_roundtrip_and_validation_unit():
     h = hs.Hello(gid=hs.gid_bytes("0000:0000:0000:0000:0000:ffff:7f00:0001"), qpn=17, psn=5, mtu=5,
                  capacity=4096, max_message=100, data_addr=0x10000, data_len=4096, data_rkey=1,
-                 head_addr=0x8000, head_rkey=2)
+                 rq_depth=1024)
     assert hs.Hello.unpack(h.pack()) == h
     hs.validate_hello(h)
     with pytest.raises(HandshakeError, match="magic"):
