@@ -64,7 +64,19 @@ def _taskset(cpus: list[int] | None) -> list[str]:
 
 # ------------------------------------------------------------- ours --
 
-def _echo_server(port: int, size: int, iters: int, cpus: list[int] | None, ready: Any) -> None:
+def _native_loop(ch: Any, size: int, iters: int, initiator: bool) -> list[int]:
+    """The channel's own C pingpong loop (dp_rdma_bench_pingpong): the same
+    data path with no Python per message."""
+    from dataplane.transport.rdma_path import vffi, vlib
+
+    rtts = vffi.new("uint64_t[]", max(iters, 1))
+    rc = vlib.dp_rdma_bench_pingpong(ch._dpc, size, iters, 1 if initiator else 0, rtts)
+    if rc < 0:
+        raise RuntimeError(f"dp_rdma_bench_pingpong failed: {rc}")
+    return list(rtts)[:iters] if initiator else []
+
+
+def _echo_server(port: int, size: int, iters: int, cpus: list[int] | None, ready: Any, native: bool = False) -> None:
     _pin(cpus)
     from dataplane.transport import rdma
 
@@ -72,19 +84,23 @@ def _echo_server(port: int, size: int, iters: int, cpus: list[int] | None, ready
     ready.put(1)
     ch = lst.accept(120)
     lst.close()
-    recv, send = ch.recv, ch.send
-    for _ in range(iters):
-        send(recv(60))
+    if native:
+        _native_loop(ch, size, iters, False)
+    else:
+        recv, send = ch.recv, ch.send
+        for _ in range(iters):
+            send(recv(60))
     ch.close()
 
 
-def ours_pingpong(size: int, iters: int, warmup: int, cpus: tuple) -> list[int]:
-    """RTTs in ns of ``iters`` round trips after ``warmup`` more."""
+def ours_pingpong(size: int, iters: int, warmup: int, cpus: tuple, native: bool = False) -> list[int]:
+    """RTTs in ns of ``iters`` round trips after ``warmup`` more; with
+    ``native`` both ends run the channel's C loop instead of Python."""
     server_cpus, client_cpus = cpus
     port = _free_port()
     ctx = mp.get_context("fork")  # no verbs resources exist in this process yet
     ready = ctx.Queue()
-    p = ctx.Process(target=_echo_server, args=(port, size, iters + warmup, server_cpus, ready))
+    p = ctx.Process(target=_echo_server, args=(port, size, iters + warmup, server_cpus, ready, native))
     p.start()
     old = os.sched_getaffinity(0)
     _pin(client_cpus)
@@ -93,6 +109,10 @@ def ours_pingpong(size: int, iters: int, warmup: int, cpus: tuple) -> list[int]:
 
         ready.get(timeout=120)
         ch = rdma.connect("127.0.0.1", port, DEVICE, capacity=1 << 16, busy_poll=True, timeout=60)
+        if native:
+            rtts = _native_loop(ch, size, iters + warmup, True)[warmup:]
+            ch.close()
+            return rtts
         msg = bytes(size)
         send, recv, now = ch.send, ch.recv, time.perf_counter_ns
         for _ in range(warmup):
@@ -353,6 +373,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seconds", type=float, default=3.0, help="rough length of each throughput run")
     p.add_argument("--no-throughput", action="store_true")
     p.add_argument("--no-raw", action="store_true", help="skip the raw pyverbs single-write reference")
+    p.add_argument("--no-native", action="store_true", help="skip our data path's C loop (no Python per message)")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
 
 
@@ -371,6 +392,7 @@ def run(args: argparse.Namespace) -> int:
     ours_round_p50: list[float] = []
     perf: list[dict] = []
     raw_ow: list[float] = []
+    native_ow: list[float] = []
     for r in range(args.rounds):
         rtts = ours_pingpong(args.size, args.iters, args.warmup, cpus)
         ow = [x / 2000 for x in rtts]
@@ -384,6 +406,10 @@ def run(args: argparse.Namespace) -> int:
             rw = [x / 2000 for x in raw_pingpong(args.size, args.iters, cpus)]
             raw_ow += rw
             print(f"  round {r + 1}: raw pyverbs one-way p50 {statistics.median(rw):.1f} us", flush=True)
+        if not args.no_native:
+            nw = [x / 2000 for x in ours_pingpong(args.size, args.iters, args.warmup, cpus, native=True)]
+            native_ow += nw
+            print(f"  round {r + 1}: ours, C loop one-way p50 {statistics.median(nw):.1f} us", flush=True)
     ours = {"p50_us": statistics.median(ours_ow), "p99_us": _pct(ours_ow, 99), "p999_us": _pct(ours_ow, 99.9),
             "min_us": min(ours_ow), "rounds_p50_us": ours_round_p50}
     theirs = {"typical_us": statistics.median([p["typical_us"] for p in perf]),
@@ -398,16 +424,20 @@ def run(args: argparse.Namespace) -> int:
     if len(valid) < len(perf):
         print(f"  note: {len(perf) - len(valid)} of {len(perf)} rounds were in tick mode (>= {TICK_MODE_US} us) and are not compared")
     raw = {"p50_us": statistics.median(raw_ow), "p99_us": _pct(raw_ow, 99), "min_us": min(raw_ow)} if raw_ow else None
+    native = ({"p50_us": statistics.median(native_ow), "p99_us": _pct(native_ow, 99), "min_us": min(native_ow)}
+              if native_ow else None)
     result: dict[str, Any] = {"device": DEVICE, "size": args.size, "iters": args.iters, "rounds": args.rounds,
                               "ours_one_way": ours, "ib_write_lat_one_way": theirs, "ratio_p50": ratio,
                               "target_ratio": 1.3, "raw_pyverbs_one_way": raw, "valid_rounds": valid,
-                              "round_ratios": round_ratios}
+                              "round_ratios": round_ratios, "ours_c_loop_one_way": native}
     print()
     print(f"one-way latency, {args.size} B      p50 (us)   p99 (us)   min (us)")
     print(f"  dataplane rdma://         {ours['p50_us']:9.1f}  {ours['p99_us']:9.1f}  {ours['min_us']:9.1f}")
     print(f"  ib_write_lat -x 1         {theirs['typical_us']:9.1f}  {theirs['p99_us']:9.1f}  {theirs['min_us']:9.1f}")
     if raw:
         print(f"  raw pyverbs, 1 write/hop  {raw['p50_us']:9.1f}  {raw['p99_us']:9.1f}  {raw['min_us']:9.1f}")
+    if native:
+        print(f"  ours, C loop (no Python)  {native['p50_us']:9.1f}  {native['p99_us']:9.1f}  {native['min_us']:9.1f}")
     print(f"  ratio (ours / perftest)   {ratio:9.2f}x   median of per-round p50 ratios over {len(valid)} valid rounds (target <= 1.3x)")
     if not args.no_throughput:
         tput = []

@@ -345,3 +345,54 @@ uint64_t dp_rdma_abi(int what)
 {
     return what == 0 ? sizeof(struct ibv_qp) : sizeof(struct ibv_cq);
 }
+
+static int send_spin(dp_rdma *c)
+{
+    for (;;) {
+        int rc = dp_rdma_send(c);
+        while (rc == 1) { /* in the shadow, not posted yet */
+            int p = dp_rdma_poll(c);
+            if (p < 0)
+                return p;
+            rc = dp_rdma_push(c);
+            if (rc == 0 && c->pushed != *c->tx_head)
+                rc = 1;
+            else if (rc == DP_EAGAIN)
+                rc = 1;
+        }
+        if (rc != DP_EAGAIN)
+            return rc;
+        int p = dp_rdma_poll(c);
+        if (p < 0)
+            return p;
+    }
+}
+
+int dp_rdma_bench_pingpong(dp_rdma *c, uint32_t size, uint64_t iters, int initiator, uint64_t *rtt_ns)
+{
+    if (size > c->tx_stage->cap)
+        return DP_EMSGSIZE;
+    memset(c->tx_stage->data, 0, size);
+    for (uint64_t i = 0; i < iters; i++) {
+        uint64_t t0 = dp_now_ns();
+        int rc;
+        if (initiator) {
+            c->tx_stage->len = size;
+            if ((rc = send_spin(c)) < 0)
+                return rc;
+        }
+        do
+            rc = dp_rdma_recv(c);
+        while (rc == DP_EAGAIN);
+        if (rc < 0)
+            return rc;
+        if (!initiator) {
+            c->tx_stage->len = size;
+            if ((rc = send_spin(c)) < 0)
+                return rc;
+        } else {
+            rtt_ns[i] = dp_now_ns() - t0;
+        }
+    }
+    return 0;
+}

@@ -91,3 +91,7 @@ int dp_rdma_flush(dp_rdma *c);
 int dp_rdma_check(uintptr_t qp, uintptr_t cq, uint32_t qp_num, int cqe);
 /* sizeof(struct ibv_qp), sizeof(struct ibv_cq): what dp_rdma_check reads. */
 uint64_t dp_rdma_abi(int what);
+/* Benchmark: the pingpong loop of an rdma:// channel with no Python in it
+ * (size-byte messages through the stages; the initiator records round
+ * trips).  0 or an error. */
+int dp_rdma_bench_pingpong(dp_rdma *c, uint32_t size, uint64_t iters, int initiator, uint64_t *rtt_ns);
