@@ -124,6 +124,15 @@ struct dp_ring {
 
 uint64_t dp_now_ns(void) { return dp_osdep_now_ns(); }
 
+uint64_t dp_bench_ticks(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    return __builtin_ia32_rdtsc();
+#else
+    return dp_osdep_now_ns();
+#endif
+}
+
 static inline uint64_t rec_bytes(uint64_t len) { return (REC_HDR + len + ALIGN - 1) & ~(uint64_t)(ALIGN - 1); }
 
 /* Publishes an index.  The store must be ordered before reading the peer's

@@ -109,7 +109,13 @@ SIGNAL_EVERY = 16  # posts between signaled work requests
 RQ_DEPTH = 1024  # receives kept posted (one per unread WRITE_WITH_IMM of the peer)
 CQ_DEPTH = RQ_DEPTH + SQ_DEPTH + 16  # every receive and send could complete at once
 INLINE_WANT = 256
-RECV_SPIN_NS = 50_000  # a receive polls this long in C before Python looks at the clock
+# A receive polls this long in C (holding the GIL) before Python looks at
+# the clock again; a busy-polling channel polls longer, so that Python's own
+# statements (microseconds each in an emulated guest) rarely sit between a
+# message's arrival and its receipt.
+RECV_SPIN_NS = 50_000
+BUSY_SPIN_NS = 1_000_000
+_SPIN_S = BUSY_SPIN_NS / 1e9  # recv(timeout) shorter than this does not spin in C
 IDLE_SLEEP = 0.0002  # between polls of a receive that waits without busy_poll
 CREDIT_RETRY = 0.002  # a blocked sender re-asks for credit this often
 CLOSE_FLUSH_TIMEOUT = 2.0
@@ -151,6 +157,7 @@ _vlib = rdma_path.vlib
 if _vlib is not None:
     _rdma_send, _rdma_push, _rdma_poll, _rdma_recv = _vlib.dp_rdma_send, _vlib.dp_rdma_push, _vlib.dp_rdma_poll, _vlib.dp_rdma_recv
     _rdma_room, _rdma_credit, _rdma_flush = _vlib.dp_rdma_room, _vlib.dp_rdma_credit, _vlib.dp_rdma_flush
+    _rdma_try_recv = _vlib.dp_rdma_try_recv
 
 
 # ------------------------------------------------------------- device --
@@ -387,7 +394,7 @@ class RdmaChannel:
         c.cap, c.max_inline, c.sq_depth, c.signal_every = peer.capacity, self._inline, SQ_DEPTH, SIGNAL_EVERY
         c.rq_depth = RQ_DEPTH
         c.credit_bytes = max(self.rx_ring.capacity // 4, 8)
-        c.spin_ns = RECV_SPIN_NS
+        c.spin_ns = BUSY_SPIN_NS if self._busy else RECV_SPIN_NS
         rc = rdma_path.vlib.dp_rdma_start(c)
         if rc < 0:
             raise DataplaneError(f"could not post receives: {os.strerror(c.err) if c.err else rc}")
@@ -599,6 +606,8 @@ class RdmaChannel:
         if self._up:
             self.rx_ring.busy_poll = self._busy
             self.tx_ring.busy_poll = self._busy
+        if self._dpc is not None:
+            self._dpc.spin_ns = BUSY_SPIN_NS if self._busy else RECV_SPIN_NS
 
     def peer_alive(self) -> bool | None:
         if not self._up:
@@ -720,7 +729,9 @@ class RdmaChannel:
     def recv(self, timeout: float | None = None) -> bytes:
         c = self._dpc
         if c is not None:
-            n = _rdma_recv(c)  # polls the CQ and the ring in C for up to RECV_SPIN_NS
+            # Polls the CQ and the ring in C, for up to the channel's spin
+            # unless the timeout is shorter.
+            n = _rdma_recv(c) if timeout is None or timeout >= _SPIN_S else _rdma_try_recv(c)
             if n >= 0:
                 return self._rxbuf[:n]
         else:
@@ -744,7 +755,7 @@ class RdmaChannel:
                 raise Timeout(f"recv: no message within {timeout} s")
             if not self._busy:
                 time.sleep(IDLE_SLEEP)
-            rc = _rdma_recv(c)
+            rc = _rdma_recv(c) if deadline is None or deadline - time.monotonic() >= _SPIN_S else _rdma_try_recv(c)
         return self._rxbuf[:rc]
 
     def _rx(self, op: Callable[[float], Any], timeout: float | None) -> Any:

@@ -80,6 +80,8 @@ int dp_rdma_poll(dp_rdma *c);
 /* dp_rdma_poll and a stage recv, spinning up to spin_ns: the message's
  * length, DP_EAGAIN, DP_EMSGSIZE (too big for the stage) or an error. */
 int dp_rdma_recv(dp_rdma *c);
+/* dp_rdma_recv without spinning. */
+int dp_rdma_try_recv(dp_rdma *c);
 /* Returns credit (our tail) when it is due, or always with force: 0 or an error. */
 int dp_rdma_credit(dp_rdma *c, int force);
 /* Posts a signaled empty WRITE, completed after every WR before it; the
@@ -93,5 +95,5 @@ int dp_rdma_check(uintptr_t qp, uintptr_t cq, uint32_t qp_num, int cqe);
 uint64_t dp_rdma_abi(int what);
 /* Benchmark: the pingpong loop of an rdma:// channel with no Python in it
  * (size-byte messages through the stages; the initiator records round
- * trips).  0 or an error. */
-int dp_rdma_bench_pingpong(dp_rdma *c, uint32_t size, uint64_t iters, int initiator, uint64_t *rtt_ns);
+ * trips in dp_bench_ticks units).  0 or an error. */
+int dp_rdma_bench_pingpong(dp_rdma *c, uint32_t size, uint64_t iters, int initiator, uint64_t *rtt_ticks);
