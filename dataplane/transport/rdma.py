@@ -381,7 +381,7 @@ class RdmaChannel:
         receives."""
         peer = self.peer
         qp_ptr, cq_ptr = rdma_path.verbs_pointers(self._qp, self._dev.cq)
-        dp = rdma_path.DataPath(peer.rq_depth)
+        dp = rdma_path.DataPath(peer.rq_depth, RQ_DEPTH)
         c = dp.c
         c.qp, c.cq = rdma_path.vffi.cast("void *", qp_ptr), rdma_path.vffi.cast("void *", cq_ptr)
         c.tx_stage, c.rx_stage = self.tx_ring._txst, self.rx_ring._rxst
@@ -392,7 +392,6 @@ class RdmaChannel:
         c.peer_credit, c.peer_credit_rkey = self._peer_credit_addr, self._peer_credit_rkey
         c.slot, c.slot_lkey = self._slots_addr + 16, self._slots_mr.lkey
         c.cap, c.max_inline, c.sq_depth, c.signal_every = peer.capacity, self._inline, SQ_DEPTH, SIGNAL_EVERY
-        c.rq_depth = RQ_DEPTH
         c.credit_bytes = max(self.rx_ring.capacity // 4, 8)
         c.spin_ns = BUSY_SPIN_NS if self._busy else RECV_SPIN_NS
         rc = rdma_path.vlib.dp_rdma_start(c)

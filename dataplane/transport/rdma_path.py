@@ -79,11 +79,12 @@ class DataPath:
     """One channel's ``dp_rdma`` and the memory it points into.  Fields are
     set by the channel; calls go straight to ``vlib`` on :attr:`c`."""
 
-    def __init__(self, peer_rq: int) -> None:
+    def __init__(self, peer_rq: int, rq_depth: int) -> None:
         self.c = vffi.new("dp_rdma *")
         self._imm_ends = vffi.new("uint64_t[]", peer_rq)
-        self.c.imm_ends = self._imm_ends
-        self.c.peer_rq = peer_rq
+        self._rx_imm_ends = vffi.new("uint64_t[]", rq_depth)
+        self.c.imm_ends, self.c.rx_imm_ends = self._imm_ends, self._rx_imm_ends
+        self.c.peer_rq, self.c.rq_depth = peer_rq, rq_depth
         self._keep: list[Any] = []
 
     def keep(self, *objs: Any) -> None:

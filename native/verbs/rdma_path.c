@@ -45,7 +45,8 @@ static int post_recvs(dp_rdma *c)
 
 int dp_rdma_start(dp_rdma *c)
 {
-    if (!c->qp || !c->cq || !c->tx_stage || !c->rx_stage || !c->imm_ends || !c->rq_depth || !c->sq_depth ||
+    if (!c->qp || !c->cq || !c->tx_stage || !c->rx_stage || !c->imm_ends || !c->rx_imm_ends || !c->rq_depth ||
+        (c->rq_depth & (c->rq_depth - 1)) || !c->sq_depth ||
         !c->peer_rq || (c->peer_rq & (c->peer_rq - 1)) || !c->cap || (c->cap & (c->cap - 1)) || !c->signal_every ||
         c->signal_every > c->sq_depth)
         return DP_EINVAL;
@@ -79,7 +80,7 @@ int dp_rdma_poll(dp_rdma *c)
             c->err = EIO;
         return DP_ESYS;
     }
-    uint64_t add = 0;
+    uint64_t head = *c->rx_head, rmask = c->rq_depth - 1; /* we are its only writer */
     int fresh = 0;
     for (int i = 0; i < got; i++) {
         if (wc[i].status != IBV_WC_SUCCESS) {
@@ -90,17 +91,18 @@ int dp_rdma_poll(dp_rdma *c)
             continue;
         }
         if (wc[i].opcode == IBV_WC_RECV_RDMA_WITH_IMM) {
-            add += ntohl(wc[i].imm_data);
+            head += ntohl(wc[i].imm_data);
+            c->rx_imm_ends[(c->imm_seen + (uint64_t)fresh) & rmask] = head;
             fresh++;
             c->rq_posted--;
         } else if (wc[i].wr_id > c->done) {
             c->done = wc[i].wr_id;
         }
     }
-    if (add) {
+    if (fresh) {
         /* The data of each completed WRITE_WITH_IMM is placed: publish it
          * to our ring's consumer exactly as a local producer would. */
-        STORE_REL(c->rx_head, *c->rx_head + add);
+        STORE_REL(c->rx_head, head);
         c->imm_seen += (uint64_t)fresh;
     }
     if (c->wc_status)
@@ -214,9 +216,17 @@ int dp_rdma_send(dp_rdma *c)
     return rc == DP_EAGAIN ? 1 : rc;
 }
 
+/* Credit is due after a quarter ring of bytes, or a quarter of our receives'
+ * pushes, read: the peer may have that many receives' worth of pushes
+ * outstanding at most, so it would otherwise stall. */
 static inline int credit_due(dp_rdma *c, uint64_t tail)
 {
-    return tail - c->credited >= c->credit_bytes || c->imm_seen - c->imm_seen_credited >= c->rq_depth / 4;
+    if (tail - c->credited >= c->credit_bytes)
+        return 1;
+    uint64_t rmask = c->rq_depth - 1;
+    while (c->imm_read != c->imm_seen && c->rx_imm_ends[c->imm_read & rmask] <= tail)
+        c->imm_read++;
+    return c->imm_read - c->imm_read_credited >= (c->rq_depth + 3) / 4;
 }
 
 int dp_rdma_credit(dp_rdma *c, int force)
@@ -242,10 +252,10 @@ int dp_rdma_credit(dp_rdma *c, int force)
     wr.wr.atomic.compare_add = tail - c->credited;
     if ((rc = post(c, &wr, 1)) < 0)
         return rc;
+    /* Every receive the peer's pushes up to tail used has been re-posted:
+     * we polled their completions before the consumer could read them. */
     c->credited = tail;
-    /* Every receive the peer's pushes up to here used has been re-posted
-     * (we polled their completions before consuming them). */
-    c->imm_seen_credited = c->imm_seen;
+    c->imm_read_credited = c->imm_read;
     return 0;
 }
 

@@ -33,6 +33,7 @@ typedef struct dp_rdma {
     uint64_t *rx_head;        /* our ring's producer index (we publish it) */
     uint64_t *rx_tail;        /* our ring's consumer index */
     uint64_t *imm_ends;       /* peer_rq words: end position of each outstanding push */
+    uint64_t *rx_imm_ends;    /* rq_depth words: end position of each arrived, unread push */
     uint64_t tx_data;         /* shadow data area address */
     uint64_t peer_data;       /* peer's data area address */
     uint64_t peer_credit;     /* peer's shadow tail word */
@@ -42,7 +43,7 @@ typedef struct dp_rdma {
     uint32_t max_inline;
     uint32_t sq_depth;
     uint32_t signal_every;
-    uint32_t rq_depth;        /* receives we keep posted */
+    uint32_t rq_depth;        /* receives we keep posted (power of two) */
     uint32_t peer_rq;         /* receives the peer keeps posted (power of two) */
     uint64_t credit_bytes;    /* return credit after this many bytes consumed */
     int64_t spin_ns;          /* dp_rdma_recv spins at most this long */
@@ -53,7 +54,9 @@ typedef struct dp_rdma {
     uint64_t last_sig;
     uint64_t credited;        /* our tail last returned to the peer */
     uint64_t imm_posted, imm_retired;
-    uint64_t imm_seen, imm_seen_credited;
+    uint64_t imm_seen;        /* pushes arrived */
+    uint64_t imm_read;        /* ... whose bytes the consumer has released */
+    uint64_t imm_read_credited;
     uint32_t rq_posted;
     int wc_status;            /* first error completion's status, else 0 */
     int wc_opcode;            /* ... and its opcode */
