@@ -94,7 +94,37 @@ def _native_loop(ch: Any, size: int, iters: int, initiator: bool) -> list[int]:
     return list(rtts)[:iters] if initiator else []
 
 
-def _echo_server(port: int, size: int, iters: int, cpus: list[int] | None, ready: Any, native: bool = False) -> None:
+def _direct_loop(ch: Any, size: int, iters: int, initiator: bool, now: Any = None) -> list[int]:
+    """A Python loop calling the channel's C calls directly: stage copy, one
+    call to send, one to receive, bytes out.  The floor of any Python-level
+    API over this data path (the Channel methods add their checks to it)."""
+    from dataplane.transport.rdma_path import vlib
+
+    c, rx, tx, tl = ch._dpc, ch._rxbuf, ch._txbuf, ch._txlen
+    recv, send = vlib.dp_rdma_recv, vlib.dp_rdma_send
+    msg = bytes(size)
+    stamps = [0] * (iters + 1)
+    if now is not None:
+        stamps[0] = now()
+    for i in range(1, iters + 1):
+        if initiator:
+            tx[:size] = msg
+            tl[0] = size
+            send(c)
+        n = recv(c)
+        while n < 0:
+            n = recv(c)
+        m = rx[:n]
+        if initiator:
+            stamps[i] = now()
+        else:
+            tx[:n] = m
+            tl[0] = n
+            send(c)
+    return [stamps[i] - stamps[i - 1] for i in range(1, iters + 1)] if initiator else []
+
+
+def _echo_server(port: int, size: int, iters: int, cpus: list[int] | None, ready: Any, native: Any = False) -> None:
     _pin(cpus)
     from dataplane.transport import rdma
 
@@ -102,7 +132,9 @@ def _echo_server(port: int, size: int, iters: int, cpus: list[int] | None, ready
     ready.put(1)
     ch = lst.accept(120)
     lst.close()
-    if native:
+    if native == "direct":
+        _direct_loop(ch, size, iters, False)
+    elif native:
         _native_loop(ch, size, iters, False)
     else:
         recv, send = ch.recv, ch.send
@@ -111,9 +143,10 @@ def _echo_server(port: int, size: int, iters: int, cpus: list[int] | None, ready
     ch.close()
 
 
-def ours_pingpong(size: int, iters: int, warmup: int, cpus: tuple, native: bool = False) -> list[int]:
+def ours_pingpong(size: int, iters: int, warmup: int, cpus: tuple, native: Any = False) -> list[int]:
     """RTTs in ns of ``iters`` round trips after ``warmup`` more; with
-    ``native`` both ends run the channel's C loop instead of Python."""
+    ``native`` both ends run the channel's C loop instead of Python, with
+    ``native="direct"`` a Python loop calling the C calls directly."""
     server_cpus, client_cpus = cpus
     port = _free_port()
     ctx = mp.get_context("fork")  # no verbs resources exist in this process yet
@@ -128,6 +161,10 @@ def ours_pingpong(size: int, iters: int, warmup: int, cpus: tuple, native: bool 
         ready.get(timeout=120)
         ch = rdma.connect("127.0.0.1", port, DEVICE, capacity=1 << 16, busy_poll=True, timeout=60)
         ticks = _Ticks()
+        if native == "direct":
+            rtts = _direct_loop(ch, size, iters + warmup, True, ticks.now)[warmup:]
+            ch.close()
+            return ticks.to_ns(rtts)
         if native:
             rtts = _native_loop(ch, size, iters + warmup, True)[warmup:]
             ch.close()
@@ -398,7 +435,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seconds", type=float, default=3.0, help="rough length of each throughput run")
     p.add_argument("--no-throughput", action="store_true")
     p.add_argument("--no-raw", action="store_true", help="skip the raw pyverbs single-write reference")
-    p.add_argument("--no-native", action="store_true", help="skip our data path's C loop (no Python per message)")
+    p.add_argument("--no-native", action="store_true",
+                   help="skip our data path's C loop (no Python per message) and the Python loop of direct C calls")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
 
 
@@ -418,6 +456,8 @@ def run(args: argparse.Namespace) -> int:
     perf: list[dict] = []
     raw_ow: list[float] = []
     native_ow: list[float] = []
+    native_round_p50: list[float] = []
+    direct_ow: list[float] = []
     for r in range(args.rounds):
         rtts = ours_pingpong(args.size, args.iters, args.warmup, cpus)
         ow = [x / 2000 for x in rtts]
@@ -434,7 +474,12 @@ def run(args: argparse.Namespace) -> int:
         if not args.no_native:
             nw = [x / 2000 for x in ours_pingpong(args.size, args.iters, args.warmup, cpus, native=True)]
             native_ow += nw
+            native_round_p50.append(statistics.median(nw))
             print(f"  round {r + 1}: ours, C loop one-way p50 {statistics.median(nw):.1f} us", flush=True)
+            dw = [x / 2000 for x in ours_pingpong(args.size, args.iters, args.warmup, cpus, native="direct")]
+            direct_ow += dw
+            print(f"  round {r + 1}: ours, Python loop of direct C calls one-way p50 {statistics.median(dw):.1f} us",
+                  flush=True)
     ours = {"p50_us": statistics.median(ours_ow), "p99_us": _pct(ours_ow, 99), "p999_us": _pct(ours_ow, 99.9),
             "min_us": min(ours_ow), "rounds_p50_us": ours_round_p50}
     theirs = {"typical_us": statistics.median([p["typical_us"] for p in perf]),
@@ -449,7 +494,10 @@ def run(args: argparse.Namespace) -> int:
     if len(valid) < len(perf):
         print(f"  note: {len(perf) - len(valid)} of {len(perf)} rounds were in tick mode (>= {TICK_MODE_US} us) and are not compared")
     raw = {"p50_us": statistics.median(raw_ow), "p99_us": _pct(raw_ow, 99), "min_us": min(raw_ow)} if raw_ow else None
-    native = ({"p50_us": statistics.median(native_ow), "p99_us": _pct(native_ow, 99), "min_us": min(native_ow)}
+    native = ({"p50_us": statistics.median(native_ow), "p99_us": _pct(native_ow, 99), "min_us": min(native_ow),
+               "rounds_p50_us": native_round_p50,
+               "python_direct_calls_p50_us": statistics.median(direct_ow),
+               "ratio_p50": statistics.median([native_round_p50[i] / perf[i]["typical_us"] for i in valid]) if valid else None}
               if native_ow else None)
     result: dict[str, Any] = {"device": DEVICE, "size": args.size, "iters": args.iters, "rounds": args.rounds,
                               "ours_one_way": ours, "ib_write_lat_one_way": theirs, "ratio_p50": ratio,
@@ -462,7 +510,10 @@ def run(args: argparse.Namespace) -> int:
     if raw:
         print(f"  raw pyverbs, 1 write/hop  {raw['p50_us']:9.1f}  {raw['p99_us']:9.1f}  {raw['min_us']:9.1f}")
     if native:
-        print(f"  ours, C loop (no Python)  {native['p50_us']:9.1f}  {native['p99_us']:9.1f}  {native['min_us']:9.1f}")
+        print(f"  ours, C loop (no Python)  {native['p50_us']:9.1f}  {native['p99_us']:9.1f}  {native['min_us']:9.1f}"
+              f"   ratio {native['ratio_p50']:.2f}x")
+        print(f"  ours, Python loop, direct C calls {statistics.median(direct_ow):9.1f}"
+              "   (the floor of any Python API over this path)")
     print(f"  ratio (ours / perftest)   {ratio:9.2f}x   median of per-round p50 ratios over {len(valid)} valid rounds (target <= 1.3x)")
     if not args.no_throughput:
         tput = []
