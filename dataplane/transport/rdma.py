@@ -730,7 +730,11 @@ class RdmaChannel:
         if c is not None:
             # Polls the CQ and the ring in C, for up to the channel's spin
             # unless the timeout is shorter.
-            n = _rdma_recv(c) if timeout is None or timeout >= _SPIN_S else _rdma_try_recv(c)
+            if timeout is None or timeout >= _SPIN_S:
+                n = _rdma_recv(c)
+            else:
+                check_timeout(timeout)  # a bad one is refused whatever is queued
+                n = _rdma_try_recv(c)
             if n >= 0:
                 return self._rxbuf[:n]
         else:

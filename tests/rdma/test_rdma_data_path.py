@@ -92,3 +92,21 @@ def test_the_peers_receives_bound_the_sender_until_credit_returns():
     finally:
         send_end.close()
         recv_end.close()
+
+
+@pytest.mark.parametrize("bad", [-1, -0.001, float("nan")])
+def test_bad_timeouts_are_refused_before_anything_moves(bad):
+    a, b = _pair()
+    try:
+        b.send(b"queued")
+        b.flush(10)
+        for call in (lambda: a.recv(timeout=bad), lambda: a.recv_into(bytearray(16), timeout=bad),
+                     lambda: a.recv_many(4, timeout=bad), lambda: a.recv_view(timeout=bad),
+                     lambda: b.send(b"not sent", timeout=bad), lambda: b.send_many([b"not sent"], timeout=bad)):
+            with pytest.raises(ValueError, match="timeout"):
+                call()
+        assert a.recv(timeout=10) == b"queued"  # still there, and nothing else was sent
+        assert a.try_recv() is None
+    finally:
+        a.close()
+        b.close()
