@@ -20,6 +20,14 @@
 static inline struct ibv_qp *qp_of(dp_rdma *c) { return (struct ibv_qp *)c->qp; }
 static inline struct ibv_cq *cq_of(dp_rdma *c) { return (struct ibv_cq *)c->cq; }
 
+/* A failed post: keep the first errno for the caller's message. */
+static int post_failed(dp_rdma *c, int rc)
+{
+    if (!c->err)
+        c->err = rc;
+    return DP_ESYS;
+}
+
 static int post_recvs(dp_rdma *c)
 {
     /* Empty receives: a WRITE_WITH_IMM places its data by RDMA and uses the
@@ -33,11 +41,8 @@ static int post_recvs(dp_rdma *c)
         for (uint32_t i = 0; i < n; i++)
             wr[i].next = i + 1 < n ? &wr[i + 1] : NULL;
         int rc = ibv_post_recv(qp_of(c), wr, &bad);
-        if (rc) {
-            if (!c->err)
-                c->err = rc;
-            return DP_ESYS;
-        }
+        if (rc)
+            return post_failed(c, rc);
         c->rq_posted += n;
     }
     return 0;
@@ -124,12 +129,12 @@ static inline int sq_room(dp_rdma *c, uint64_t k)
     return c->wqe + k - c->done <= c->sq_depth;
 }
 
-static inline int post(dp_rdma *c, struct ibv_send_wr *wr, uint64_t k)
+static inline int post(dp_rdma *c, struct ibv_send_wr *wr, uint64_t k, int signal)
 {
     struct ibv_send_wr *last = wr;
     while (last->next)
         last = last->next;
-    if (c->wqe + k - c->last_sig >= c->signal_every) {
+    if (signal || c->wqe + k - c->last_sig >= c->signal_every) {
         /* Completions are what free send-queue slots: ask for one now and
          * then, and count the rest as done when it arrives (RC completes in
          * order). */
@@ -139,13 +144,28 @@ static inline int post(dp_rdma *c, struct ibv_send_wr *wr, uint64_t k)
     }
     struct ibv_send_wr *bad = NULL;
     int rc = ibv_post_send(qp_of(c), wr, &bad);
-    if (rc) {
-        if (!c->err)
-            c->err = rc;
-        return DP_ESYS;
-    }
+    if (rc)
+        return post_failed(c, rc);
     c->wqe += k;
     return 0;
+}
+
+/* An RDMA atomic add on the peer's credit word (its shadow ring's tail). */
+static int post_credit_add(dp_rdma *c, uint64_t add, int signal)
+{
+    int rc = sq_room(c, 1);
+    if (rc <= 0)
+        return rc < 0 ? rc : DP_EAGAIN;
+    struct ibv_sge sge = {.addr = c->slot, .length = 8, .lkey = c->slot_lkey};
+    struct ibv_send_wr wr;
+    memset(&wr, 0, sizeof(wr));
+    wr.sg_list = &sge;
+    wr.num_sge = 1;
+    wr.opcode = IBV_WR_ATOMIC_FETCH_AND_ADD;
+    wr.wr.atomic.remote_addr = c->peer_credit;
+    wr.wr.atomic.rkey = c->peer_credit_rkey;
+    wr.wr.atomic.compare_add = add;
+    return post(c, &wr, 1, signal);
 }
 
 int dp_rdma_push(dp_rdma *c)
@@ -184,7 +204,7 @@ int dp_rdma_push(dp_rdma *c)
     }
     wr[k - 1].opcode = IBV_WR_RDMA_WRITE_WITH_IMM;
     wr[k - 1].imm_data = htonl((uint32_t)n);
-    if ((rc = post(c, wr, k)) < 0)
+    if ((rc = post(c, wr, k, 0)) < 0)
         return rc;
     c->pushed = head;
     c->imm_ends[c->imm_posted & (c->peer_rq - 1)] = head;
@@ -192,21 +212,24 @@ int dp_rdma_push(dp_rdma *c)
     return 0;
 }
 
-int dp_rdma_send(dp_rdma *c)
+/* The channel is usable, and a push that could not post before goes first. */
+static int push_pending(dp_rdma *c)
 {
     if (!c->qp)
         return DP_ESTATE;
     if (c->wc_status)
         return DP_EPEERGONE;
-    if (c->pushed != *c->tx_head) {
-        /* An earlier push could not post: it goes first. */
-        int rc = dp_rdma_push(c);
-        if (rc < 0)
-            return rc;
-    }
+    return c->pushed != *c->tx_head ? dp_rdma_push(c) : 0;
+}
+
+int dp_rdma_send(dp_rdma *c)
+{
+    int rc = push_pending(c);
+    if (rc < 0)
+        return rc;
     if (!dp_rdma_room(c))
         return DP_EAGAIN;
-    int rc = dp_stage_send(c->tx_stage);
+    rc = dp_stage_send(c->tx_stage);
     if (rc < 0)
         return rc;
     rc = dp_rdma_push(c);
@@ -238,19 +261,8 @@ int dp_rdma_credit(dp_rdma *c, int force)
     uint64_t tail = LOAD_ACQ(c->rx_tail);
     if (tail == c->credited || (!force && !credit_due(c, tail)))
         return 0;
-    int rc = sq_room(c, 1);
-    if (rc <= 0)
-        return rc < 0 ? rc : DP_EAGAIN;
-    struct ibv_sge sge = {.addr = c->slot, .length = 8, .lkey = c->slot_lkey};
-    struct ibv_send_wr wr;
-    memset(&wr, 0, sizeof(wr));
-    wr.sg_list = &sge;
-    wr.num_sge = 1;
-    wr.opcode = IBV_WR_ATOMIC_FETCH_AND_ADD;
-    wr.wr.atomic.remote_addr = c->peer_credit;
-    wr.wr.atomic.rkey = c->peer_credit_rkey;
-    wr.wr.atomic.compare_add = tail - c->credited;
-    if ((rc = post(c, &wr, 1)) < 0)
+    int rc = post_credit_add(c, tail - c->credited, 0);
+    if (rc < 0)
         return rc;
     /* Every receive the peer's pushes up to tail used has been re-posted:
      * we polled their completions before the consumer could read them. */
@@ -305,39 +317,18 @@ int dp_rdma_try_recv(dp_rdma *c) { return recv_within(c, 0); }
 
 int dp_rdma_flush(dp_rdma *c)
 {
-    if (!c->qp)
-        return DP_ESTATE;
-    if (c->wc_status)
-        return DP_EPEERGONE;
-    if (c->pushed != *c->tx_head) {
-        int rc = dp_rdma_push(c);
-        if (rc < 0)
-            return rc;
-        if (c->pushed != *c->tx_head)
-            return DP_EAGAIN;
-    }
+    int rc = push_pending(c);
+    if (rc < 0)
+        return rc;
+    if (c->pushed != *c->tx_head)
+        return DP_EAGAIN;
     if (c->done >= c->wqe)
         return 0;
     if (c->last_sig == c->wqe)
         return 0; /* the last WR is signaled already */
-    int rc = sq_room(c, 1);
-    if (rc <= 0)
-        return rc < 0 ? rc : DP_EAGAIN;
-    /* Adds 0 to the peer's credit word: changes nothing, and completes
-     * after every WR before it. */
-    struct ibv_sge sge = {.addr = c->slot, .length = 8, .lkey = c->slot_lkey};
-    struct ibv_send_wr wr;
-    memset(&wr, 0, sizeof(wr));
-    wr.sg_list = &sge;
-    wr.num_sge = 1;
-    wr.opcode = IBV_WR_ATOMIC_FETCH_AND_ADD;
-    wr.wr.atomic.remote_addr = c->peer_credit;
-    wr.wr.atomic.rkey = c->peer_credit_rkey;
-    wr.wr.atomic.compare_add = 0;
-    uint64_t sig = c->signal_every;
-    c->signal_every = 1; /* force this one signaled */
-    rc = post(c, &wr, 1);
-    c->signal_every = (uint32_t)sig;
+    /* Adds 0 to the peer's credit word, signaled: changes nothing, and
+     * completes after every WR before it. */
+    rc = post_credit_add(c, 0, 1);
     return rc < 0 ? rc : 0;
 }
 
