@@ -260,6 +260,59 @@ def ours_throughput(size: int, seconds: float, cpus: tuple) -> dict:
             "MB_per_s": (count - 1) * size / dt / 1e6}
 
 
+# ------------------------------------------------ idle receiver --
+
+def _late_sender(port: int, wakes: int, gap: float, stamps: Any) -> None:
+    from dataplane.transport import rdma
+
+    ch = rdma.connect("127.0.0.1", port, DEVICE, capacity=1 << 16, timeout=60)
+    for _ in range(wakes):
+        time.sleep(gap)
+        stamps.put(time.monotonic())  # CLOCK_MONOTONIC: one clock for both processes
+        ch.send(b"x")
+        ch.flush(10)
+    time.sleep(2 + gap)  # stay connected while the receiver measures idling
+    ch.close()
+
+
+def idle_receiver(wakes: int = 8, gap: float = 0.3, idle_s: float = 2.0) -> dict:
+    """A receiver without busy_poll: the CPU it uses while nothing comes, and
+    how long after a sender in another process starts its send it wakes
+    (it sleeps on the CQ's completion channel)."""
+    import resource
+
+    port = _free_port()
+    ctx = mp.get_context("fork")
+    stamps = ctx.Queue()
+    p = ctx.Process(target=_late_sender, args=(port, wakes, gap, stamps))
+    p.start()
+    try:
+        from dataplane.transport import rdma
+
+        lst = rdma.listen("127.0.0.1", port, DEVICE, capacity=1 << 16, timeout=60)
+        ch = lst.accept(120)
+        lst.close()
+        wake_ms = []
+        for _ in range(wakes):
+            ch.recv(timeout=30)
+            t1 = time.monotonic()
+            wake_ms.append((t1 - stamps.get(timeout=30)) * 1e3)
+        r0, w0 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+        try:
+            ch.recv(timeout=idle_s)
+        except Exception:  # noqa: BLE001 - Timeout expected; PeerGone if the sender left early
+            pass
+        r1, w1 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+        ch.close()
+    finally:
+        p.join(30)
+        if p.is_alive():
+            p.kill()
+    cpu = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
+    return {"wake_ms": wake_ms, "wake_ms_p50": statistics.median(wake_ms[1:] or wake_ms),
+            "idle_cpu_share": cpu / max(w1 - w0, 1e-9)}
+
+
 # ------------------------------------------- raw pyverbs floor --
 
 def _raw_side(conn: Any, size: int, iters: int, initiator: bool, cpus: list[int] | None, out: Any) -> None:
@@ -434,6 +487,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rounds", type=int, default=4, help="alternating rounds of ours and ib_write_lat")
     p.add_argument("--seconds", type=float, default=3.0, help="rough length of each throughput run")
     p.add_argument("--no-throughput", action="store_true")
+    p.add_argument("--no-idle", action="store_true", help="skip the idle-receiver CPU and wake-up measurement")
     p.add_argument("--no-raw", action="store_true", help="skip the raw pyverbs single-write reference")
     p.add_argument("--no-native", action="store_true",
                    help="skip our data path's C loop (no Python per message) and the Python loop of direct C calls")
@@ -529,6 +583,13 @@ def run(args: argparse.Namespace) -> int:
             label = "64 B" if row["size"] == 64 else "1 MiB"
             print(f"  ours {label:6}           {o['msgs_per_s']:10.0f}  {o['MB_per_s']:10.1f}")
             print(f"  ib_write_bw {label:6}    {t['msgs_per_s']:10.0f}  {t['MB_per_s']:10.1f}")
+    if not args.no_idle:
+        idle = idle_receiver()
+        result["idle_receiver"] = idle
+        print()
+        print(f"idle receiver (no busy_poll): {100 * idle['idle_cpu_share']:.1f}% of a CPU; woken "
+              f"{idle['wake_ms_p50']:.2f} ms (median) after a sender in another process starts to send "
+              f"(all: {' '.join(f'{x:.2f}' for x in idle['wake_ms'])} ms)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

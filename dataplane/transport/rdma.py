@@ -65,6 +65,7 @@ import logging
 import os
 import mmap
 import random
+import select
 import socket
 import threading
 import time
@@ -74,7 +75,7 @@ from typing import Any
 import pyverbs.device as _pvd
 import pyverbs.enums as _e
 from pyverbs.addr import GID, AHAttr, GlobalRoute
-from pyverbs.cq import CQ
+from pyverbs.cq import CQ, CompChannel
 from pyverbs.mr import MR
 from pyverbs.pd import PD
 from pyverbs.pyverbs_error import PyverbsError
@@ -116,7 +117,8 @@ INLINE_WANT = 256
 RECV_SPIN_NS = 50_000
 BUSY_SPIN_NS = 1_000_000
 _SPIN_S = BUSY_SPIN_NS / 1e9  # recv(timeout) shorter than this does not spin in C
-IDLE_SLEEP = 0.0002  # between polls of a receive that waits without busy_poll
+IDLE_SLICE = 0.02  # an idle receiver sleeps on completion events this long at most (then checks the peer)
+BLOCKED_SLEEP = 0.001  # between polls of a sender waiting for credit without busy_poll
 CREDIT_RETRY = 0.002  # a blocked sender re-asks for credit this often
 CLOSE_FLUSH_TIMEOUT = 2.0
 
@@ -158,6 +160,7 @@ if _vlib is not None:
     _rdma_send, _rdma_push, _rdma_poll, _rdma_recv = _vlib.dp_rdma_send, _vlib.dp_rdma_push, _vlib.dp_rdma_poll, _vlib.dp_rdma_recv
     _rdma_room, _rdma_credit, _rdma_flush = _vlib.dp_rdma_room, _vlib.dp_rdma_credit, _vlib.dp_rdma_flush
     _rdma_try_recv = _vlib.dp_rdma_try_recv
+    _rdma_arm, _rdma_event_fd = _vlib.dp_rdma_arm, _vlib.dp_rdma_event_fd
 
 
 # ------------------------------------------------------------- device --
@@ -190,7 +193,9 @@ class _Device:
             if not da.atomic_caps:
                 raise DataplaneError(f"{name} has no RDMA atomics (the transport updates ring indices with them)")
             self.pd = PD(self.ctx)
-            self.cq = CQ(self.ctx, CQ_DEPTH)
+            # The channel lets an idle receiver sleep until a completion.
+            self.channel = CompChannel(self.ctx)
+            self.cq = CQ(self.ctx, CQ_DEPTH, None, self.channel, 0)
         except BaseException:
             self.ctx.close()
             raise
@@ -676,7 +681,7 @@ class RdmaChannel:
                 self._fail(rc, "send")
             if deadline is not None and now >= deadline:
                 raise Timeout(f"send: no room at the peer within {timeout} s")
-            time.sleep(0 if self._busy else IDLE_SLEEP)
+            time.sleep(0 if self._busy else BLOCKED_SLEEP)
 
     def _send_general(self, data: Any, timeout: float | None) -> None:
         """Messages the stage does not take (large, not flat bytes), and
@@ -757,7 +762,7 @@ class RdmaChannel:
             if deadline is not None and time.monotonic() >= deadline:
                 raise Timeout(f"recv: no message within {timeout} s")
             if not self._busy:
-                time.sleep(IDLE_SLEEP)
+                self._idle_wait(deadline)
             rc = _rdma_recv(c) if deadline is None or deadline - time.monotonic() >= _SPIN_S else _rdma_try_recv(c)
         return self._rxbuf[:rc]
 
@@ -784,7 +789,29 @@ class RdmaChannel:
             if deadline is not None and time.monotonic() >= deadline:
                 raise Timeout(f"no message within {timeout} s")
             if not self._busy:
-                time.sleep(IDLE_SLEEP)
+                self._idle_wait(deadline)
+
+    def _idle_wait(self, deadline: float | None) -> None:
+        """Sleep until a completion arrives (or the deadline, or IDLE_SLICE,
+        after which the caller looks at the ring and the peer again)."""
+        c, dev = self._dpc, self._dev
+        if c is None or dev is None:
+            return
+        fd = _rdma_event_fd(c)
+        if fd < 0 or _rdma_arm(c) < 0:
+            time.sleep(BLOCKED_SLEEP)
+            return
+        if _rdma_poll(c) != 0:  # arrived before the arming: it raised no event
+            return
+        left = IDLE_SLICE if deadline is None else min(IDLE_SLICE, max(0.0, deadline - time.monotonic()))
+        p = select.poll()
+        p.register(fd, select.POLLIN)
+        if p.poll(left * 1e3) and self._dpc is not None:
+            try:
+                dev.channel.get_cq_event(dev.cq)
+                dev.cq.ack_events(1)
+            except PyverbsError as e:  # closed under us: the caller's next call says so
+                log.debug("completion event: %s", e)
 
     def try_recv(self) -> bytes | None:
         c = self._dpc

@@ -332,6 +332,20 @@ int dp_rdma_flush(dp_rdma *c)
     return rc < 0 ? rc : 0;
 }
 
+int dp_rdma_arm(dp_rdma *c)
+{
+    if (!c->cq)
+        return DP_ESTATE;
+    int rc = ibv_req_notify_cq(cq_of(c), 0);
+    return rc ? post_failed(c, rc) : 0;
+}
+
+int dp_rdma_event_fd(dp_rdma *c)
+{
+    struct ibv_cq *cq = cq_of(c);
+    return cq && cq->channel ? cq->channel->fd : -1;
+}
+
 static int safe_read(uintptr_t addr, void *out, size_t n)
 {
     struct iovec local = {out, n}, remote = {(void *)addr, n};

@@ -90,6 +90,14 @@ int dp_rdma_credit(dp_rdma *c, int force);
 /* Posts a signaled empty WRITE, completed after every WR before it; the
  * caller polls until done >= wqe.  0, DP_EAGAIN (send queue full) or an error. */
 int dp_rdma_flush(dp_rdma *c);
+/* Sleeping until something completes: arm the CQ (the next completion
+ * raises an event on its completion channel), poll once more (what
+ * completed before arming raises none), then wait for dp_rdma_event_fd to be
+ * readable and consume the event (ibv_get_cq_event + ibv_ack_cq_events,
+ * through pyverbs).  arm: 0 or an error; event_fd: the fd, or -1 when the CQ
+ * has no completion channel. */
+int dp_rdma_arm(dp_rdma *c);
+int dp_rdma_event_fd(dp_rdma *c);
 /* Checks that qp and cq point at live verbs objects with these values
  * (read with process_vm_readv: a wrong address is an error, not a crash).
  * 0, or DP_EINVAL naming nothing (the caller reports). */
