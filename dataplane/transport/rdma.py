@@ -518,10 +518,17 @@ class RdmaChannel:
         elif rc == _EPEERGONE:
             self._mark_gone("the peer is gone")
 
+    def _live_dpc(self) -> Any:
+        c = self._dpc
+        if c is None:
+            self._check_open()
+            raise InvalidState("channel is not connected")
+        return c
+
     def _poll_once(self, deadline: float | None, what: str) -> None:
         """One poll of the CQ while waiting for completions; PeerGone or
         Timeout end the wait."""
-        rc = _rdma_poll(self._dpc)
+        rc = _rdma_poll(self._live_dpc())
         if rc < 0:
             self._fail(rc, what)
         if self._gone:
@@ -534,7 +541,7 @@ class RdmaChannel:
         """Post what the shadow ring holds beyond the last push: a message
         already accepted, so this waits for send-queue room (completions
         arrive without the peer's application doing anything)."""
-        c = self._dpc
+        c = self._live_dpc()
         while True:
             rc = _rdma_push(c)
             if rc == 0 and c.pushed == c.tx_head[0]:
@@ -545,10 +552,7 @@ class RdmaChannel:
 
     def _wait_room(self, timeout: float | None, what: str) -> None:
         """Wait until a push may post (the peer has a receive for it)."""
-        c = self._dpc
-        if c is None:
-            self._check_open()
-            raise InvalidState("channel is not connected")
+        c = self._live_dpc()
         if _rdma_room(c):
             return
         if timeout == 0:
@@ -558,7 +562,7 @@ class RdmaChannel:
 
     def _room_within(self, t: float) -> None:
         end = time.monotonic() + t
-        while not _rdma_room(self._dpc):
+        while not _rdma_room(self._live_dpc()):
             self._poll_once(None, "send")
             if time.monotonic() >= end:
                 raise Timeout("no room")
@@ -585,7 +589,10 @@ class RdmaChannel:
             if rc != _EAGAIN:
                 self._fail(rc, "flush")
             self._poll_once(deadline, "flush")
-        while c.done < c.wqe:
+        # What was posted up to now ends with a signaled WR; credit that
+        # another thread posts meanwhile is not ours to wait for.
+        target = c.wqe
+        while c.done < target:
             self._poll_once(deadline, "flush")
 
     # ------------------------------------------------------ Channel API --
@@ -679,6 +686,8 @@ class RdmaChannel:
                 return self._post_pending()
             if rc != _EAGAIN:
                 self._fail(rc, "send")
+            if self._gone:  # waiting for credit from a peer that is gone
+                raise PeerGone(f"send: {self._gone}")
             if deadline is not None and now >= deadline:
                 raise Timeout(f"send: no room at the peer within {timeout} s")
             time.sleep(0 if self._busy else BLOCKED_SLEEP)
@@ -780,7 +789,7 @@ class RdmaChannel:
             if rc < 0:
                 self._note(rc)
             try:
-                out = op(0)
+                out = self._rx_once(c, op)
             except (WouldBlock, Timeout):
                 pass
             else:
@@ -791,6 +800,16 @@ class RdmaChannel:
             if not self._busy:
                 self._idle_wait(deadline)
 
+    @staticmethod
+    def _rx_once(c: Any, op: Callable[[float], Any]) -> Any:
+        try:
+            return op(0)
+        except PeerGone:
+            # Marked gone after our poll: what the peer had acknowledged is
+            # a completion by then.  Publish it and look once more.
+            _rdma_poll(c)
+            return op(0)
+
     def _idle_wait(self, deadline: float | None) -> None:
         """Sleep until a completion arrives (or the deadline, or IDLE_SLICE,
         after which the caller looks at the ring and the peer again)."""
@@ -798,20 +817,25 @@ class RdmaChannel:
         if c is None or dev is None:
             return
         fd = _rdma_event_fd(c)
-        if fd < 0 or _rdma_arm(c) < 0:
+        if fd < 0:
             time.sleep(BLOCKED_SLEEP)
             return
-        if _rdma_poll(c) != 0:  # arrived before the arming: it raised no event
+        if _rdma_arm(c) != 0:  # something is there already (or an error, which the caller sees)
             return
         left = IDLE_SLICE if deadline is None else min(IDLE_SLICE, max(0.0, deadline - time.monotonic()))
         p = select.poll()
         p.register(fd, select.POLLIN)
-        if p.poll(left * 1e3) and self._dpc is not None:
-            try:
-                dev.channel.get_cq_event(dev.cq)
-                dev.cq.ack_events(1)
-            except PyverbsError as e:  # closed under us: the caller's next call says so
-                log.debug("completion event: %s", e)
+        if p.poll(left * 1e3):
+            # Under the lock that close() takes: destroying a CQ waits for
+            # every event read from it to be acknowledged.
+            with self._lock:
+                if self._dpc is None:
+                    return
+                try:
+                    dev.channel.get_cq_event(dev.cq)
+                    dev.cq.ack_events(1)
+                except PyverbsError as e:
+                    log.debug("completion event: %s", e)
 
     def try_recv(self) -> bytes | None:
         c = self._dpc
@@ -821,7 +845,8 @@ class RdmaChannel:
         rc = _rdma_poll(c)
         if rc < 0:
             self._note(rc)
-        data = self.rx_ring.try_recv()
+        ring = self.rx_ring
+        data = self._rx_once(c, lambda t: ring.try_recv())
         if data is not None:
             self._credit_now()
         return data
@@ -852,7 +877,7 @@ class RdmaChannel:
             try:
                 self.flush(CLOSE_FLUSH_TIMEOUT)
             except (DataplaneError, PyverbsError) as e:
-                log.debug("close: flush failed: %s", e)
+                log.warning("%s: close could not confirm that the peer has everything sent: %s", self.url, e)
         self._closed = True
         sock = self._sock
         if sock is not None and self._up and not self._gone:
@@ -885,9 +910,12 @@ class RdmaChannel:
         if mon is not None and mon is not threading.current_thread():
             mon.join(2.0)
         with self._lock:
-            dp, self._dp, self._dpc = self._dp, None, None
-            if dp is not None:
-                dp.stop()  # before the QP and CQ go: later C calls see DP_ESTATE
+            # The DataPath (and the rings and stages it points into) stays
+            # with this object: a thread still holding its struct gets
+            # DP_ESTATE from every call, never freed memory.
+            self._dpc = None
+            if self._dp is not None:
+                self._dp.stop()  # before the QP and CQ go
             if self._dev is not None:
                 self._dev.close()  # deregisters every MR before the memory goes
                 self._dev = None

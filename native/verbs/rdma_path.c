@@ -69,6 +69,8 @@ static inline void retire(dp_rdma *c)
 
 int dp_rdma_room(dp_rdma *c)
 {
+    if (!c->qp)
+        return 0;
     if (c->imm_posted - c->imm_retired >= c->peer_rq)
         retire(c);
     return c->imm_posted - c->imm_retired < c->peer_rq;
@@ -77,33 +79,37 @@ int dp_rdma_room(dp_rdma *c)
 int dp_rdma_poll(dp_rdma *c)
 {
     struct ibv_wc wc[POLL_BATCH];
-    if (!c->cq)
+    if (!c->cq || !c->qp)
         return DP_ESTATE; /* closed: the caller cleared qp and cq */
-    int got = ibv_poll_cq(cq_of(c), POLL_BATCH, wc);
-    if (got < 0) {
-        if (!c->err)
-            c->err = EIO;
-        return DP_ESYS;
-    }
     uint64_t head = *c->rx_head, rmask = c->rq_depth - 1; /* we are its only writer */
-    int fresh = 0;
-    for (int i = 0; i < got; i++) {
-        if (wc[i].status != IBV_WC_SUCCESS) {
-            if (!c->wc_status) {
-                c->wc_status = (int)wc[i].status;
-                c->wc_opcode = (int)wc[i].opcode;
+    int fresh = 0, got;
+    /* Empty the CQ: a caller that finds the ring empty and the peer gone
+     * must know that no message it acknowledged is still a completion. */
+    do {
+        got = ibv_poll_cq(cq_of(c), POLL_BATCH, wc);
+        if (got < 0) {
+            if (!c->err)
+                c->err = EIO;
+            return DP_ESYS;
+        }
+        for (int i = 0; i < got; i++) {
+            if (wc[i].status != IBV_WC_SUCCESS) {
+                if (!c->wc_status) {
+                    c->wc_status = (int)wc[i].status;
+                    c->wc_opcode = (int)wc[i].opcode;
+                }
+                continue;
             }
-            continue;
+            if (wc[i].opcode == IBV_WC_RECV_RDMA_WITH_IMM) {
+                head += ntohl(wc[i].imm_data);
+                c->rx_imm_ends[(c->imm_seen + (uint64_t)fresh) & rmask] = head;
+                fresh++;
+                c->rq_posted--;
+            } else if (wc[i].wr_id > c->done) {
+                c->done = wc[i].wr_id;
+            }
         }
-        if (wc[i].opcode == IBV_WC_RECV_RDMA_WITH_IMM) {
-            head += ntohl(wc[i].imm_data);
-            c->rx_imm_ends[(c->imm_seen + (uint64_t)fresh) & rmask] = head;
-            fresh++;
-            c->rq_posted--;
-        } else if (wc[i].wr_id > c->done) {
-            c->done = wc[i].wr_id;
-        }
-    }
+    } while (got == POLL_BATCH);
     if (fresh) {
         /* The data of each completed WRITE_WITH_IMM is placed: publish it
          * to our ring's consumer exactly as a local producer would. */
@@ -244,12 +250,12 @@ int dp_rdma_send(dp_rdma *c)
  * outstanding at most, so it would otherwise stall. */
 static inline int credit_due(dp_rdma *c, uint64_t tail)
 {
-    if (tail - c->credited >= c->credit_bytes)
-        return 1;
+    /* Count the pushes the consumer has read past, always: each slot of
+     * rx_imm_ends is reused once its push is read. */
     uint64_t rmask = c->rq_depth - 1;
     while (c->imm_read != c->imm_seen && c->rx_imm_ends[c->imm_read & rmask] <= tail)
         c->imm_read++;
-    return c->imm_read - c->imm_read_credited >= (c->rq_depth + 3) / 4;
+    return tail - c->credited >= c->credit_bytes || c->imm_read - c->imm_read_credited >= (c->rq_depth + 3) / 4;
 }
 
 int dp_rdma_credit(dp_rdma *c, int force)
@@ -259,13 +265,17 @@ int dp_rdma_credit(dp_rdma *c, int force)
     if (c->wc_status)
         return DP_EPEERGONE;
     uint64_t tail = LOAD_ACQ(c->rx_tail);
-    if (tail == c->credited || (!force && !credit_due(c, tail)))
+    if (tail == c->credited)
         return 0;
+    if (!credit_due(c, tail) && !force)
+        return 0;
+    /* Credit tells the peer our receives for its pushes up to tail are
+     * free again: they must be posted before it is sent. */
+    if (c->rq_posted < c->rq_depth && post_recvs(c) < 0)
+        return DP_ESYS;
     int rc = post_credit_add(c, tail - c->credited, 0);
     if (rc < 0)
         return rc;
-    /* Every receive the peer's pushes up to tail used has been re-posted:
-     * we polled their completions before the consumer could read them. */
     c->credited = tail;
     c->imm_read_credited = c->imm_read;
     return 0;
@@ -276,6 +286,8 @@ static int recv_within(dp_rdma *c, int64_t spin_ns)
     int64_t deadline = 0;
     for (unsigned i = 0;; i++) {
         int p = dp_rdma_poll(c);
+        if (p == DP_ESTATE)
+            return p; /* closed: the stages may be gone */
         /* Look into the ring only when something is there (or now and then,
          * for a peer marked gone): an empty ring's poll reads the clock. */
         if (p == 0 && (i & 31) != 0 && LOAD_ACQ(c->rx_head) == LOAD_ACQ(c->rx_tail)) {
@@ -283,6 +295,13 @@ static int recv_within(dp_rdma *c, int64_t spin_ns)
             continue;
         }
         int r = dp_stage_poll(c->rx_stage);
+        if (r == DP_EPEERGONE) {
+            /* Marked gone after our poll?  What it acknowledged before
+             * going is in the CQ by then: publish it and look again. */
+            if ((p = dp_rdma_poll(c)) == DP_ESTATE)
+                return p;
+            r = dp_stage_poll(c->rx_stage);
+        }
         if (r >= 0) {
             uint64_t tail = LOAD_ACQ(c->rx_tail);
             if (tail != c->credited && credit_due(c, tail)) {
@@ -334,10 +353,17 @@ int dp_rdma_flush(dp_rdma *c)
 
 int dp_rdma_arm(dp_rdma *c)
 {
-    if (!c->cq)
+    if (!c->cq || !c->qp)
         return DP_ESTATE;
     int rc = ibv_req_notify_cq(cq_of(c), 0);
-    return rc ? post_failed(c, rc) : 0;
+    if (rc)
+        return post_failed(c, rc);
+    /* What completed before the arming raises no event, and another
+     * thread's poll may have published a message already. */
+    rc = dp_rdma_poll(c);
+    if (rc)
+        return rc;
+    return LOAD_ACQ(c->rx_head) != LOAD_ACQ(c->rx_tail);
 }
 
 int dp_rdma_event_fd(dp_rdma *c)

@@ -77,7 +77,7 @@ int dp_rdma_push(dp_rdma *c);
 /* 1 when a push may post a WRITE_WITH_IMM now (after retiring what the
  * peer's credit allows), else 0. */
 int dp_rdma_room(dp_rdma *c);
-/* Polls the CQ once: publishes arrived messages, re-posts receives, counts
+/* Empties the CQ: publishes arrived messages, re-posts receives, counts
  * completed sends.  New messages (>= 0) or an error. */
 int dp_rdma_poll(dp_rdma *c);
 /* dp_rdma_poll and a stage recv, spinning up to spin_ns: the message's
@@ -90,12 +90,13 @@ int dp_rdma_credit(dp_rdma *c, int force);
 /* Posts a signaled empty WRITE, completed after every WR before it; the
  * caller polls until done >= wqe.  0, DP_EAGAIN (send queue full) or an error. */
 int dp_rdma_flush(dp_rdma *c);
-/* Sleeping until something completes: arm the CQ (the next completion
- * raises an event on its completion channel), poll once more (what
- * completed before arming raises none), then wait for dp_rdma_event_fd to be
- * readable and consume the event (ibv_get_cq_event + ibv_ack_cq_events,
- * through pyverbs).  arm: 0 or an error; event_fd: the fd, or -1 when the CQ
- * has no completion channel. */
+/* Sleeping until something completes: dp_rdma_arm arms the CQ (the next
+ * completion raises an event on its completion channel) and polls once more
+ * (what completed before the arming raises none).  It returns 0 when the
+ * caller may sleep: wait for dp_rdma_event_fd to be readable and consume
+ * the event (ibv_get_cq_event + ibv_ack_cq_events, through pyverbs).  > 0:
+ * messages are there, do not sleep; < 0: an error.  event_fd: the fd, or -1
+ * when the CQ has no completion channel. */
 int dp_rdma_arm(dp_rdma *c);
 int dp_rdma_event_fd(dp_rdma *c);
 /* Checks that qp and cq point at live verbs objects with these values

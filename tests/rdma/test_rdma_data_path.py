@@ -11,7 +11,7 @@ import pytest
 
 rdma = pytest.importorskip("dataplane.transport.rdma", reason="pyverbs missing: run tools/venv-pyverbs.sh")
 
-from dataplane.errors import DataplaneError, Timeout  # noqa: E402
+from dataplane.errors import DataplaneError, InvalidState, PeerGone, Timeout  # noqa: E402
 from dataplane.transport import rdma_path  # noqa: E402
 
 DEV = "rxe_lo"
@@ -138,3 +138,78 @@ def test_an_idle_receiver_sleeps_on_completion_events():
     finally:
         a.close()
         b.close()
+
+
+def test_credit_only_after_the_receives_are_posted_again():
+    # The receiver takes 300 messages (fewer than half its receives, so its
+    # CQ poll has re-posted none), returns credit, and stops polling.
+    # Everything the sender may send on that credit must find a posted
+    # receive (no RNR), so flush completes with nobody polling.
+    recv_end, send_end = _pair(capacity=1 << 20)
+    try:
+        for i in range(300):
+            send_end.send(i.to_bytes(4, "little"), timeout=10)
+        got = [int.from_bytes(recv_end.recv(timeout=10), "little") for _ in range(300)]
+        n = 300
+        while send_end.try_send(n.to_bytes(4, "little")):
+            n += 1
+        assert n - 300 >= rdma.RQ_DEPTH - 300 + 256, n - 300  # the credit for 256 came back
+        send_end.flush(5)  # acknowledged by the peer's NIC, not its application
+        while len(got) < n:
+            got.append(int.from_bytes(recv_end.recv(timeout=10), "little"))
+        assert got == list(range(n))
+    finally:
+        send_end.close()
+        recv_end.close()
+
+
+def test_a_sender_out_of_receives_sees_its_peer_go():
+    recv_end, send_end = _pair(capacity=1 << 20)
+    try:
+        while send_end.try_send(b"x"):
+            pass
+        recv_end.close()
+        t0 = time.monotonic()
+        with pytest.raises(PeerGone):
+            send_end.send(b"x", timeout=30)
+        assert time.monotonic() - t0 < 10
+    finally:
+        send_end.close()
+        recv_end.close()
+
+
+def test_messages_behind_many_completions_are_drained_before_peergone():
+    a, b = _pair(capacity=1 << 20)
+    try:
+        for i in range(700):  # leaves dozens of signaled send completions in a's CQ
+            a.send(b"to b %d" % i)
+        for i in range(10):
+            b.send(b"to a %d" % i)
+        b.close()  # flushes, then CLOSE: a's monitor marks the peer gone
+        time.sleep(0.5)
+        assert [a.recv(timeout=10) for _ in range(10)] == [b"to a %d" % i for i in range(10)]
+        with pytest.raises(PeerGone):
+            a.recv(timeout=10)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_close_from_another_thread_ends_a_waiting_receive():
+    a, b = _pair()
+    out: dict = {}
+
+    def wait():
+        try:
+            a.recv(timeout=30)
+        except BaseException as e:  # noqa: BLE001
+            out["err"] = e
+
+    t = threading.Thread(target=wait)
+    t.start()
+    time.sleep(0.5)  # asleep on completion events by now
+    a.close()
+    t.join(10)
+    assert not t.is_alive()
+    assert isinstance(out.get("err"), (InvalidState, PeerGone)), out
+    b.close()
