@@ -227,9 +227,10 @@ _LAZY_OPS = ("send", "try_send", "recv", "try_recv", "recv_into", "recv_view", "
 class RdmaChannel:
     """One end of an RDMA channel: :func:`connect` or :func:`bind` it (or
     take it from :meth:`RdmaListener.accept`).  The Channel API, plus
-    :meth:`flush` and the ``tx_ring``/``rx_ring`` shadow and receive rings.
-    Use one thread per direction at most (a sender and a receiver may be
-    different threads)."""
+    :meth:`flush`.  ``tx_ring``/``rx_ring`` (the shadow and receive rings)
+    are there to inspect; receive through the channel, which is what polls
+    the CQ and publishes arrivals into ``rx_ring``.  Use one thread per
+    direction at most (a sender and a receiver may be different threads)."""
 
     transport = "rdma"
 
