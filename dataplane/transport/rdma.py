@@ -877,6 +877,8 @@ class RdmaChannel:
         if self._up and not self._gone:
             try:
                 self.flush(CLOSE_FLUSH_TIMEOUT)
+            except PeerGone as e:  # it closed first: the usual end of a conversation
+                log.debug("%s: close: %s", self.url, e)
             except (DataplaneError, PyverbsError) as e:
                 log.warning("%s: close could not confirm that the peer has everything sent: %s", self.url, e)
         self._closed = True
