@@ -92,7 +92,7 @@ from dataplane.errors import (
     WouldBlock,
     raise_for,
 )
-from dataplane.ring import _NOT_STAGED, DEFAULT_CAPACITY, RecvView, Ring, max_message_for
+from dataplane.ring import _NOT_STAGED, DEFAULT_CAPACITY, RecvView, Reservation, Ring, max_message_for
 from dataplane.transport import rdma_handshake as hs
 from dataplane.transport import rdma_path
 from dataplane.transport.base import check_timeout
@@ -221,7 +221,8 @@ class _Device:
 
 # ------------------------------------------------------------ channel --
 
-_LAZY_OPS = ("send", "try_send", "recv", "try_recv", "recv_into", "recv_view", "send_many", "recv_many", "send_all")
+_LAZY_OPS = ("send", "try_send", "recv", "try_recv", "recv_into", "recv_view", "send_many", "recv_many", "send_all",
+             "reserve")
 
 
 class RdmaChannel:
@@ -734,6 +735,22 @@ class RdmaChannel:
         self._post_pending()
         return n
 
+    def reserve(self, nbytes: int, timeout: float | None = None) -> Reservation:
+        """Zero-copy send: a writable view into the shadow ring, waiting up
+        to ``timeout`` for room at the peer; ``commit`` (or leaving the
+        ``with`` block) writes it to the peer in one push, ``abort`` drops it."""
+        check_timeout(timeout)
+        self._wait_room(timeout, "reserve")
+        ring = self.tx_ring
+        try:
+            res = ring.reserve(nbytes, 0)
+        except WouldBlock:
+            if timeout == 0:
+                self._request_credit()
+                raise WouldBlock("reserve: no room at the peer") from None
+            res = self._blocking(lambda t: ring.reserve(nbytes, t), timeout, "reserve")
+        return _PushOnCommit(self, res)
+
     def send_all(self, messages: Iterable[Any], timeout: float | None = None) -> None:
         msgs = messages if isinstance(messages, (list, tuple)) else list(messages)
         i = 0
@@ -958,6 +975,21 @@ class RdmaChannel:
         return f"<RdmaChannel {self.url} {state}>"
 
 
+class _PushOnCommit(Reservation):
+    """A reservation in an RDMA channel's shadow ring: committing it also
+    writes it to the peer."""
+
+    __slots__ = ("_channel",)
+
+    def __init__(self, channel: RdmaChannel, res: Reservation) -> None:
+        super().__init__(res._ring, res.view)
+        self._channel = channel
+
+    def commit(self, nbytes: int | None = None) -> None:
+        super().commit(nbytes)
+        self._channel._post_pending()
+
+
 # ---------------------------------------------------------- listening --
 
 class RdmaListener:
@@ -1129,7 +1161,8 @@ class _BoundChannel(RdmaChannel):
 
 
 def _positional_timeout(name: str, args: tuple) -> float | None:
-    idx = {"send": 1, "recv": 0, "recv_into": 1, "recv_view": 0, "send_many": 1, "recv_many": 1, "send_all": 1}[name]
+    idx = {"send": 1, "recv": 0, "recv_into": 1, "recv_view": 0, "send_many": 1, "recv_many": 1, "send_all": 1,
+           "reserve": 1}[name]
     return args[idx] if len(args) > idx else None
 
 

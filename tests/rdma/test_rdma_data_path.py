@@ -11,7 +11,7 @@ import pytest
 
 rdma = pytest.importorskip("dataplane.transport.rdma", reason="pyverbs missing: run tools/venv-pyverbs.sh")
 
-from dataplane.errors import DataplaneError, InvalidState, PeerGone, Timeout  # noqa: E402
+from dataplane.errors import DataplaneError, InvalidState, MessageTooLarge, PeerGone, Timeout  # noqa: E402
 from dataplane.transport import rdma_path  # noqa: E402
 
 DEV = "rxe_lo"
@@ -213,3 +213,30 @@ def test_close_from_another_thread_ends_a_waiting_receive():
     assert not t.is_alive()
     assert isinstance(out.get("err"), (InvalidState, PeerGone)), out
     b.close()
+
+
+def test_reserve_commit_writes_in_place_and_abort_sends_nothing():
+    a, b = _pair(capacity=1 << 16)
+    try:
+        with b.reserve(1000, timeout=10) as mv:
+            mv[:] = bytes(range(256)) * 3 + bytes(232)
+        res = b.reserve(64, timeout=10)
+        res.view[:5] = b"never"
+        res.abort()
+        res = b.reserve(64, timeout=10)
+        res.view[:3] = b"cut"
+        res.commit(3)
+        assert a.recv(timeout=10) == bytes(range(256)) * 3 + bytes(232)
+        assert a.recv(timeout=10) == b"cut"
+        assert a.try_recv() is None
+        with pytest.raises(MessageTooLarge):
+            b.reserve(b.max_message + 1, timeout=1)
+        for i in range(200):  # many wraps of the peer's ring through reservations
+            with b.reserve(700, timeout=10) as mv:
+                mv[:4] = i.to_bytes(4, "little")
+            assert a.recv(timeout=10)[:4] == i.to_bytes(4, "little")
+    finally:
+        a.close()
+        b.close()
+    with pytest.raises(InvalidState):
+        b.reserve(10, timeout=1)
