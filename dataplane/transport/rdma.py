@@ -670,7 +670,7 @@ class RdmaChannel:
         if timeout == 0:
             self._request_credit()
             raise WouldBlock("send: no room at the peer")
-        c = self._dpc
+        c = self._live_dpc()
         deadline = None if timeout is None else time.monotonic() + timeout
         ask = 0.0
         while True:
@@ -777,7 +777,7 @@ class RdmaChannel:
         check_timeout(timeout)
         if rc == _ESTATE:
             self._fail(rc, "recv")
-        c = self._dpc
+        c = self._live_dpc()
         deadline = None if timeout is None else time.monotonic() + timeout
         while rc < 0:
             if rc != _EAGAIN:
@@ -785,7 +785,11 @@ class RdmaChannel:
                     self._note(rc)
                 # Too big for the stage, or the peer is gone: the ring's own
                 # path (it drains what arrived before PeerGone).
-                return self._rx(self.rx_ring.recv, 0)
+                ring = self.rx_ring
+                if ring is None:
+                    self._check_open()
+                    raise InvalidState("channel is not connected")
+                return self._rx(ring.recv, 0)
             if deadline is not None and time.monotonic() >= deadline:
                 raise Timeout(f"recv: no message within {timeout} s")
             if not self._busy:
