@@ -82,7 +82,30 @@ class _Ticks:
         return [x * scale for x in ticks]
 
 
-def _native_loop(ch: Any, size: int, iters: int, initiator: bool) -> list[int]:
+# Each loop: ``iters`` round trips of ``size`` bytes over ``ch``; the
+# initiator returns the round trips in dp_bench_ticks units (``now`` reads
+# them), the echoing end returns [].
+
+def _channel_loop(ch: Any, size: int, iters: int, initiator: bool, now: Any = None) -> list[int]:
+    """Through the Channel API, what a user writes."""
+    send, recv = ch.send, ch.recv
+    if not initiator:
+        for _ in range(iters):
+            send(recv(60))
+        return []
+    msg = bytes(size)
+    # One timestamp per round trip, the difference of consecutive ones (as
+    # perftest does): a TSC read costs ~3.5 us in this guest.
+    stamps = [0] * (iters + 1)
+    stamps[0] = now()
+    for i in range(1, iters + 1):
+        send(msg)
+        recv(60)
+        stamps[i] = now()
+    return [stamps[i] - stamps[i - 1] for i in range(1, iters + 1)]
+
+
+def _native_loop(ch: Any, size: int, iters: int, initiator: bool, now: Any = None) -> list[int]:
     """The channel's own C pingpong loop (dp_rdma_bench_pingpong): the same
     data path with no Python per message."""
     from dataplane.transport.rdma_path import vffi, vlib
@@ -124,7 +147,10 @@ def _direct_loop(ch: Any, size: int, iters: int, initiator: bool, now: Any = Non
     return [stamps[i] - stamps[i - 1] for i in range(1, iters + 1)] if initiator else []
 
 
-def _echo_server(port: int, size: int, iters: int, cpus: list[int] | None, ready: Any, native: Any = False) -> None:
+_LOOPS = {"channel": _channel_loop, "c": _native_loop, "direct": _direct_loop}
+
+
+def _echo_server(port: int, size: int, iters: int, cpus: list[int] | None, ready: Any, loop: str) -> None:
     _pin(cpus)
     from dataplane.transport import rdma
 
@@ -132,26 +158,19 @@ def _echo_server(port: int, size: int, iters: int, cpus: list[int] | None, ready
     ready.put(1)
     ch = lst.accept(120)
     lst.close()
-    if native == "direct":
-        _direct_loop(ch, size, iters, False)
-    elif native:
-        _native_loop(ch, size, iters, False)
-    else:
-        recv, send = ch.recv, ch.send
-        for _ in range(iters):
-            send(recv(60))
+    _LOOPS[loop](ch, size, iters, False)
     ch.close()
 
 
-def ours_pingpong(size: int, iters: int, warmup: int, cpus: tuple, native: Any = False) -> list[int]:
-    """RTTs in ns of ``iters`` round trips after ``warmup`` more; with
-    ``native`` both ends run the channel's C loop instead of Python, with
-    ``native="direct"`` a Python loop calling the C calls directly."""
+def ours_pingpong(size: int, iters: int, warmup: int, cpus: tuple, loop: str = "channel") -> list[int]:
+    """RTTs in ns of ``iters`` round trips after ``warmup`` more, both ends
+    running ``loop``: "channel" (the Channel API), "c" (the channel's own C
+    loop) or "direct" (a Python loop calling the C calls directly)."""
     server_cpus, client_cpus = cpus
     port = _free_port()
     ctx = mp.get_context("fork")  # no verbs resources exist in this process yet
     ready = ctx.Queue()
-    p = ctx.Process(target=_echo_server, args=(port, size, iters + warmup, server_cpus, ready, native))
+    p = ctx.Process(target=_echo_server, args=(port, size, iters + warmup, server_cpus, ready, loop))
     p.start()
     old = os.sched_getaffinity(0)
     _pin(client_cpus)
@@ -161,28 +180,7 @@ def ours_pingpong(size: int, iters: int, warmup: int, cpus: tuple, native: Any =
         ready.get(timeout=120)
         ch = rdma.connect("127.0.0.1", port, DEVICE, capacity=1 << 16, busy_poll=True, timeout=60)
         ticks = _Ticks()
-        if native == "direct":
-            rtts = _direct_loop(ch, size, iters + warmup, True, ticks.now)[warmup:]
-            ch.close()
-            return ticks.to_ns(rtts)
-        if native:
-            rtts = _native_loop(ch, size, iters + warmup, True)[warmup:]
-            ch.close()
-            return ticks.to_ns(rtts)
-        msg = bytes(size)
-        send, recv, now = ch.send, ch.recv, ticks.now
-        for _ in range(warmup):
-            send(msg)
-            recv(60)
-        # One timestamp per round trip, the difference of consecutive ones
-        # (as perftest does): a TSC read costs ~3.5 us in this guest.
-        stamps = [0] * (iters + 1)
-        stamps[0] = now()
-        for i in range(1, iters + 1):
-            send(msg)
-            recv(60)
-            stamps[i] = now()
-        rtts = [stamps[i] - stamps[i - 1] for i in range(1, iters + 1)]
+        rtts = _LOOPS[loop](ch, size, iters + warmup, True, ticks.now)[warmup:]
         ch.close()
         return ticks.to_ns(rtts)
     finally:
@@ -533,11 +531,11 @@ def run(args: argparse.Namespace) -> int:
             raw_ow += rw
             print(f"  round {r + 1}: raw pyverbs one-way p50 {statistics.median(rw):.1f} us", flush=True)
         if not args.no_native:
-            nw = [x / 2000 for x in ours_pingpong(args.size, args.iters, args.warmup, cpus, native=True)]
+            nw = [x / 2000 for x in ours_pingpong(args.size, args.iters, args.warmup, cpus, loop="c")]
             native_ow += nw
             native_round_p50.append(statistics.median(nw))
             print(f"  round {r + 1}: ours, C loop one-way p50 {statistics.median(nw):.1f} us", flush=True)
-            dw = [x / 2000 for x in ours_pingpong(args.size, args.iters, args.warmup, cpus, native="direct")]
+            dw = [x / 2000 for x in ours_pingpong(args.size, args.iters, args.warmup, cpus, loop="direct")]
             direct_ow += dw
             print(f"  round {r + 1}: ours, Python loop of direct C calls one-way p50 {statistics.median(dw):.1f} us",
                   flush=True)

@@ -100,9 +100,9 @@ from dataplane.transport.base import check_timeout
 log = logging.getLogger("dataplane.transport.rdma")
 
 HEAD_OFF = lib.dp_ring_layout(lib.DP_LAYOUT_HEAD_OFFSET)
-_EAGAIN, _EMSGSIZE, _EPEERGONE, _ESTATE, _ESYS = lib.DP_EAGAIN, lib.DP_EMSGSIZE, lib.DP_EPEERGONE, lib.DP_ESTATE, lib.DP_ESYS
 TAIL_OFF = lib.dp_ring_layout(lib.DP_LAYOUT_TAIL_OFFSET)
 DATA_OFF = lib.dp_ring_layout(lib.DP_LAYOUT_DATA_OFFSET)
+_EAGAIN, _EMSGSIZE, _EPEERGONE, _ESTATE, _ESYS = lib.DP_EAGAIN, lib.DP_EMSGSIZE, lib.DP_EPEERGONE, lib.DP_ESTATE, lib.DP_ESYS
 
 DEFAULT_TIMEOUT = 10.0  # connect/accept handshake
 SQ_DEPTH = 512  # send queue entries
@@ -145,10 +145,6 @@ def _addr_of(m: mmap.mmap) -> int:
 
 _WC_NAMES = {getattr(_e, n): n[len("IBV_WC_"):] for n in dir(_e)
              if n.startswith("IBV_WC_") and (n.endswith("_ERR") or n == "IBV_WC_SUCCESS")}
-
-
-def _wc_error(wc: Any) -> str:
-    return _status_name(wc.status)
 
 
 def _status_name(status: int) -> str:
@@ -429,7 +425,7 @@ class RdmaChannel:
                 if n:
                     wc = wcs[0]
                     if wc.status != _WC_OK:
-                        return f"RDMA write to {addr:#x} (rkey {rkey:#x}) failed: {_wc_error(wc)}"
+                        return f"RDMA write to {addr:#x} (rkey {rkey:#x}) failed: {_status_name(wc.status)}"
                     break
                 if deadline is not None and time.monotonic() > deadline:
                     raise Timeout("handshake: probe write not acknowledged in time")
@@ -491,32 +487,24 @@ class RdmaChannel:
 
     def _fail(self, rc: int, what: str) -> None:
         """Raise for a data-path return code.  An error completion or a
-        failed post means the connection is gone."""
+        failed verbs call means the connection is gone."""
+        if rc in (_ESTATE, _EPEERGONE, _ESYS):
+            self._note(rc)
+            raise PeerGone(f"{what}: {self._gone or 'the peer is gone'}")
+        raise_for(rc, what)
+
+    def _note(self, rc: int) -> None:
+        """Record a data-path error without raising (a closed channel is
+        InvalidState): the rings are marked gone, so what arrived is
+        drained first, then PeerGone."""
         c = self._dpc
         if rc == _ESTATE or c is None:
             self._check_open()
             raise InvalidState("channel is not connected")
-        if rc == _EPEERGONE:
-            if c.wc_status:
-                self._mark_gone(f"an RDMA operation failed: {_status_name(c.wc_status)}")
-            raise PeerGone(f"{what}: {self._gone or 'the peer is gone'}")
-        if rc == _ESYS:
-            why = f"posting to the QP failed: {os.strerror(c.err) if c.err else 'error'}"
-            self._mark_gone(why)
-            raise PeerGone(f"{what}: {why}")
-        raise_for(rc, what)
-
-    def _note(self, rc: int) -> None:
-        """Record a poll's error without raising: the receive rings are
-        marked so that what arrived is drained first, then PeerGone."""
-        if rc == _ESTATE:
-            self._check_open()
-            raise InvalidState("channel is not connected")
-        c = self._dpc
-        if c is not None and c.wc_status:
+        if c.wc_status:
             self._mark_gone(f"an RDMA operation failed: {_status_name(c.wc_status)}")
         elif rc == _ESYS:
-            self._mark_gone(f"polling the CQ failed: {os.strerror(c.err) if c is not None and c.err else 'error'}")
+            self._mark_gone(f"a verbs call failed: {os.strerror(c.err) if c.err else 'error'}")
         elif rc == _EPEERGONE:
             self._mark_gone("the peer is gone")
 
@@ -560,7 +548,7 @@ class RdmaChannel:
         if timeout == 0:
             self._request_credit()
             raise WouldBlock(f"{what}: no room at the peer")
-        self._blocking(lambda t: self._room_within(t), timeout, what)
+        self._blocking(self._room_within, timeout, what)
 
     def _room_within(self, t: float) -> None:
         end = time.monotonic() + t
@@ -694,19 +682,24 @@ class RdmaChannel:
                 raise Timeout(f"send: no room at the peer within {timeout} s")
             time.sleep(0 if self._busy else BLOCKED_SLEEP)
 
-    def _send_general(self, data: Any, timeout: float | None) -> None:
-        """Messages the stage does not take (large, not flat bytes), and
-        the argument checks."""
+    def _into_shadow(self, op: Callable[[float], Any], timeout: float | None, what: str) -> Any:
+        """``op(t)``, a producer call of the shadow ring, once the peer has a
+        receive for the push, waiting up to ``timeout`` for ring room."""
         check_timeout(timeout)
-        self._wait_room(timeout, "send")
-        ring = self.tx_ring
+        self._wait_room(timeout, what)
         try:
-            ring.send(data, 0)
+            return op(0)
         except WouldBlock:
             if timeout == 0:
                 self._request_credit()
-                raise WouldBlock("send: no room at the peer") from None
-            self._blocking(lambda t: ring.send(data, t), timeout, "send")
+                raise WouldBlock(f"{what}: no room at the peer") from None
+            return self._blocking(op, timeout, what)
+
+    def _send_general(self, data: Any, timeout: float | None) -> None:
+        """Messages the stage does not take (large, not flat bytes), and
+        the argument checks."""
+        ring = self.tx_ring
+        self._into_shadow(lambda t: ring.send(data, t), timeout, "send")
         self._post_pending()
 
     def try_send(self, data: Any) -> bool:
@@ -722,16 +715,8 @@ class RdmaChannel:
         msgs = messages if isinstance(messages, (list, tuple)) else list(messages)
         if not msgs:
             return 0
-        check_timeout(timeout)
-        self._wait_room(timeout, "send_many")
         ring = self.tx_ring
-        try:
-            n = ring.send_many(msgs, 0)
-        except WouldBlock:
-            if timeout == 0:
-                self._request_credit()
-                raise WouldBlock("send_many: no room at the peer") from None
-            n = self._blocking(lambda t: ring.send_many(msgs, t), timeout, "send_many")
+        n = self._into_shadow(lambda t: ring.send_many(msgs, t), timeout, "send_many")
         self._post_pending()
         return n
 
@@ -739,17 +724,8 @@ class RdmaChannel:
         """Zero-copy send: a writable view into the shadow ring, waiting up
         to ``timeout`` for room at the peer; ``commit`` (or leaving the
         ``with`` block) writes it to the peer in one push, ``abort`` drops it."""
-        check_timeout(timeout)
-        self._wait_room(timeout, "reserve")
         ring = self.tx_ring
-        try:
-            res = ring.reserve(nbytes, 0)
-        except WouldBlock:
-            if timeout == 0:
-                self._request_credit()
-                raise WouldBlock("reserve: no room at the peer") from None
-            res = self._blocking(lambda t: ring.reserve(nbytes, t), timeout, "reserve")
-        return _PushOnCommit(self, res)
+        return _PushOnCommit(self, self._into_shadow(lambda t: ring.reserve(nbytes, t), timeout, "reserve"))
 
     def send_all(self, messages: Iterable[Any], timeout: float | None = None) -> None:
         msgs = messages if isinstance(messages, (list, tuple)) else list(messages)
@@ -838,10 +814,7 @@ class RdmaChannel:
         c, dev = self._dpc, self._dev
         if c is None or dev is None:
             return
-        fd = _rdma_event_fd(c)
-        if fd < 0:
-            time.sleep(BLOCKED_SLEEP)
-            return
+        fd = _rdma_event_fd(c)  # the CQ is made with a completion channel (_Device)
         if _rdma_arm(c) != 0:  # something is there already (or an error, which the caller sees)
             return
         left = IDLE_SLICE if deadline is None else min(IDLE_SLICE, max(0.0, deadline - time.monotonic()))

@@ -94,10 +94,8 @@ int dp_rdma_poll(dp_rdma *c)
         }
         for (int i = 0; i < got; i++) {
             if (wc[i].status != IBV_WC_SUCCESS) {
-                if (!c->wc_status) {
+                if (!c->wc_status)
                     c->wc_status = (int)wc[i].status;
-                    c->wc_opcode = (int)wc[i].opcode;
-                }
                 continue;
             }
             if (wc[i].opcode == IBV_WC_RECV_RDMA_WITH_IMM) {
@@ -303,12 +301,9 @@ static int recv_within(dp_rdma *c, int64_t spin_ns)
             r = dp_stage_poll(c->rx_stage);
         }
         if (r >= 0) {
-            uint64_t tail = LOAD_ACQ(c->rx_tail);
-            if (tail != c->credited && credit_due(c, tail)) {
-                int rc = dp_rdma_credit(c, 0);
-                if (rc < 0 && rc != DP_EAGAIN && rc != DP_EPEERGONE)
-                    return rc;
-            }
+            int rc = dp_rdma_credit(c, 0); /* when due */
+            if (rc < 0 && rc != DP_EAGAIN && rc != DP_EPEERGONE)
+                return rc;
             return r;
         }
         if (r != DP_EAGAIN)

@@ -59,7 +59,6 @@ typedef struct dp_rdma {
     uint64_t imm_read_credited;
     uint32_t rq_posted;
     int wc_status;            /* first error completion's status, else 0 */
-    int wc_opcode;            /* ... and its opcode */
     int err;                  /* errno of the first failed post, else 0 */
 } dp_rdma;
 
