@@ -374,6 +374,15 @@ static int any_result(dp_ring **rings, uint32_t n)
     return 0;
 }
 
+uint32_t dp_steal_ready(dp_ring **rings, uint32_t n, uint32_t *ready)
+{
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < n; i++)
+        if (rings[i] && dp_ring_used(rings[i]))
+            ready[k++] = i;
+    return k;
+}
+
 int dp_steal_wait_results(dp_steal *s, dp_ring **rings, uint32_t n, int64_t timeout_ns)
 {
     if (any_result(rings, n))

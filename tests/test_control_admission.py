@@ -175,3 +175,27 @@ def test_bad_input_gets_clear_errors():
     assert lenient.weight("newcomer") == 2.0 and lenient.pending == 1
     with pytest.raises(InvalidRequest):
         AdmissionController(0)
+
+
+def test_a_data_path_rejection_is_a_whole_rejected():
+    """``rejection()`` skips ``__init__``: the object must still be a complete
+    Rejected (reason, retry_after, lazy text, pickling) like the constructor's."""
+    import pickle
+
+    from dataplane.control.errors import Reason, rejection
+
+    calls = []
+
+    def text():
+        calls.append(1)
+        return "predicted late"
+
+    fast = rejection(Reason.OVERLOADED, text, 0.002)
+    slow = Rejected(Reason.OVERLOADED, "predicted late", retry_after=0.002)
+    assert type(fast) is Rejected and fast.reason is Reason.OVERLOADED and fast.retry_after == 0.002
+    assert not calls  # the text is built only when read
+    assert str(fast) == str(slow) == "overloaded: predicted late (retry after 2 ms)"
+    assert str(fast) == str(slow) and len(calls) == 1  # and only once
+    back = pickle.loads(pickle.dumps(fast))
+    assert back.reason is Reason.OVERLOADED and back.retry_after == 0.002 and str(back) == str(slow)
+    assert str(rejection(Reason.DEADLINE)) == "deadline"

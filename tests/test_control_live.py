@@ -73,3 +73,41 @@ def test_slow_worker_stretches_its_requests(kind):
             for rid, t0, t1 in p.collect(1.0):
                 spans[rid] = t1 - t0
         assert spans[1] >= 0.002 and spans[2] >= 0.008  # without the factor: 2 ms
+
+
+@pytest.mark.parametrize("kind", ["executor", "pipes"])
+def test_waiting_workers_outnumber_the_cores_without_using_them(kind):
+    """``work="wait"``: 8 workers on this 2-core machine run 8 requests of
+    100 ms at once (one batch, not four) and leave the CPUs idle meanwhile."""
+    import os
+    import time
+
+    Pool = ExecutorPool if kind == "executor" else WorkerPool
+    with Pool(8, work="wait") as p:
+        for w in range(8):  # every process started and answering first
+            p.send(w, 1000 + w, 0.0)
+        got = 0
+        while got < 8:
+            got += len(p.collect(1.0))
+        cpu0, t0 = os.times(), time.perf_counter()
+        for w in range(8):
+            p.send(w, w, 0.1)
+        spans = {}
+        while len(spans) < 8:
+            for rid, s, e in p.collect(1.0):
+                spans[rid] = (s, e)
+        wall = time.perf_counter() - t0
+        cpu1 = os.times()
+    assert all(e - s >= 0.1 for s, e in spans.values())
+    assert wall < 0.35, f"8 waits of 100 ms took {wall:.3f} s: they did not overlap"
+    # The workers are children: their CPU shows up once they are reaped.
+    used = (cpu1.user + cpu1.system + cpu1.children_user + cpu1.children_system
+            - cpu0.user - cpu0.system - cpu0.children_user - cpu0.children_system)
+    assert used < 0.3 * wall * 8, f"waiting workers used {used:.3f} s of CPU in {wall:.3f} s"
+
+
+def test_unknown_work_kind_is_refused():
+    with pytest.raises(ValueError, match="work must be one of"):
+        ExecutorPool(1, work="nap")
+    with pytest.raises(ValueError, match="work must be one of"):
+        WorkerPool(1, work="nap")

@@ -69,7 +69,7 @@ def run(args) -> int:
         for mode in setup.modes:
             if mode == "live":
                 live = Live(setup)
-                print(f"live: {setup.workers} worker processes, capacity measured {live.capacity:.0f}/s "
+                print(f"live: {setup.workers} worker processes ({setup.work}), capacity measured {live.capacity:.0f}/s "
                       f"(nominal {setup.nominal_capacity(mode):.0f}/s); each scenario is scaled to the latest measurement",
                       flush=True)
             if "noisy" in want:

@@ -106,7 +106,7 @@ def run(args) -> int:
             if mode == "live":
                 live = Live(setup)
                 cap = live.capacity
-                print(f"live: {setup.workers} worker processes, capacity measured {cap:.0f}/s "
+                print(f"live: {setup.workers} worker processes ({setup.work}), capacity measured {cap:.0f}/s "
                       f"(nominal {setup.nominal_capacity(mode):.0f}/s); each run is scaled to the latest measurement "
                       f"and judged against the mean of that and one taken right after it",
                       flush=True)

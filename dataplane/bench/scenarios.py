@@ -38,6 +38,9 @@ def add_common_arguments(p: argparse.ArgumentParser, *, sim_duration: float, liv
     p.add_argument("--pool", choices=("executor", "pipes"), default="executor",
                    help="live workers: the project's executor (shared-memory queues, response rings; default) "
                         "or multiprocessing pipes (the baseline)")
+    p.add_argument("--work", choices=("spin", "wait"), default="spin",
+                   help="what a live worker does for a request's service time: busy-spin (CPU-bound handler; "
+                        "default) or wait (a handler waiting on a GPU or backend: more workers than cores)")
     p.add_argument("--service", choices=Service.KINDS, default="exp", help="service-time law (default exp)")
     p.add_argument("--service-ms", type=float, default=1.0, help="mean service time in ms (default 1)")
     p.add_argument("--breaker-ms", type=float, default=10.0,
@@ -60,6 +63,7 @@ class Setup:
     breaker_ms: float
     slots: int = 1
     pool: str = "executor"  # live: "executor" or "pipes"
+    work: str = "spin"      # live: "spin" or "wait"
 
     def n(self, mode: str) -> int:
         """Servers in ``mode``."""
@@ -76,7 +80,8 @@ def setup_from_args(args: argparse.Namespace) -> Setup:
         raise SystemExit("--duration, --live-duration and --service-ms must be > 0")
     modes = ("sim", "live") if args.mode == "both" else (args.mode,)
     return Setup(modes, args.servers, args.workers, Service(args.service, args.service_ms / 1e3), args.seed,
-                 args.duration, args.live_duration, args.breaker_ms, args.slots, args.pool)
+                 args.duration, args.live_duration, args.breaker_ms, args.slots, args.pool,
+                 args.work)
 
 
 # -- one scenario ----------------------------------------------------------------
@@ -194,7 +199,8 @@ class Live:
     def __init__(self, setup: Setup) -> None:
         from dataplane.control.live import ExecutorPool, WorkerPool, calibrate
 
-        self.pool = ExecutorPool(setup.workers) if setup.pool == "executor" else WorkerPool(setup.workers)
+        pool = ExecutorPool if setup.pool == "executor" else WorkerPool
+        self.pool = pool(setup.workers, work=setup.work)
         self._service = setup.service
         self._slots = setup.slots
         calibrate(self.pool, setup.service, 0.2, slots=setup.slots)  # warm the processes and caches

@@ -26,7 +26,12 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 
-from dataplane.control.errors import InvalidRequest, Reason, Rejected
+from dataplane.control.errors import InvalidRequest, Reason, Rejected, rejection
+
+# Enum member lookups cost a descriptor call each; the refusal path runs for
+# most requests under overload.
+_DEADLINE = Reason.DEADLINE
+_OVERLOADED = Reason.OVERLOADED
 
 
 class Account:
@@ -124,12 +129,12 @@ class AdmissionController:
     @staticmethod
     def _refusal(finish: float, deadline: float, now: float, upper: float) -> Rejected:
         if now + upper > deadline:
-            return Rejected(Reason.DEADLINE, lambda: (
+            return rejection(_DEADLINE, lambda: (
                 f"deadline in {(deadline - now) * 1e3:.3g} ms is shorter than the "
                 f"estimated service time ({upper * 1e3:.3g} ms)"))
-        return Rejected(Reason.OVERLOADED, lambda: (
+        return rejection(_OVERLOADED, lambda: (
             f"predicted completion in {(finish - now) * 1e3:.3g} ms misses the deadline in "
-            f"{(deadline - now) * 1e3:.3g} ms"), retry_after=finish - deadline)
+            f"{(deadline - now) * 1e3:.3g} ms"), finish - deadline)
 
     def account_queued(self, acct: Account, est: float) -> None:
         """Count a request queued without a decision (admission disabled)."""

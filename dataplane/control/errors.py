@@ -29,21 +29,36 @@ class Rejected(DataplaneError):
 
     ``message`` may be a zero-argument callable: rejections are the common
     case under overload, so the text is only built if someone reads it.
+    ``args`` is ``(reason, message, retry_after)``, all the state there is,
+    so the data path can build one with :func:`rejection` without running a
+    Python ``__init__`` (most of the cost of a rejection here).
     """
 
     def __init__(self, reason: Reason, message: str | Callable[[], str] = "", retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.retry_after = retry_after
-        self._message = message
+        self.args = (reason, message, retry_after)
+
+    @property
+    def reason(self) -> Reason:
+        return self.args[0]
+
+    @property
+    def retry_after(self) -> float | None:
+        return self.args[2]
 
     def __str__(self) -> str:
-        m = self._message
+        reason, m, r = self.args[:3]
         if callable(m):
-            m = self._message = m()
-        r = self.retry_after
+            m = m()
+            self.args = (reason, m, r)
         hint = "" if r is None or not math.isfinite(r) else f" (retry after {r * 1e3:.3g} ms)"
-        return f"{self.reason.value}: {m}{hint}" if m else f"{self.reason.value}{hint}"
+        return f"{reason.value}: {m}{hint}" if m else f"{reason.value}{hint}"
+
+
+def rejection(reason: Reason, message: str | Callable[[], str] = "", retry_after: float | None = None,
+              _new=Rejected.__new__) -> Rejected:
+    """``Rejected(reason, message, retry_after)`` for the data path: the
+    same object, built by ``BaseException.__new__`` alone."""
+    return _new(Rejected, reason, message, retry_after)
 
 
 class QueueFull(Rejected):

@@ -43,6 +43,7 @@ from dataplane.control.errors import (
     check_cost,
     check_positive,
     check_weight,
+    rejection,
 )
 from dataplane.control.estimator import ServiceEstimator
 from dataplane.control.fifo import FIFOScheduler
@@ -52,6 +53,7 @@ from dataplane.control.wfq import WFQScheduler
 
 _INF = math.inf
 _CLOSED = BreakerState.CLOSED
+_RATE_LIMITED = Reason.RATE_LIMITED
 
 
 class TenantStats:
@@ -452,8 +454,8 @@ class Gateway:
 
     def _rate_limited(self, t: _Tenant, c: float, now: float) -> None:
         b = t.bucket
-        self._reject(t.stats, Rejected(Reason.RATE_LIMITED, f"tenant {t.name!r} is over its rate of {b.rate:g}/s",
-                                       retry_after=b.retry_after(c, now) if c <= b.burst else None))
+        self._reject(t.stats, rejection(_RATE_LIMITED, lambda: f"tenant {t.name!r} is over its rate of {b.rate:g}/s",
+                                        b.retry_after(c, now) if c <= b.burst else None))
 
     def _bad_deadline(self, d: Any, now: float, st: TenantStats) -> None:
         if not isinstance(d, (int, float)) or d != d:

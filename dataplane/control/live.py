@@ -1,5 +1,9 @@
 """The live driver: the same gateway, on the monotonic clock, feeding real
-worker processes that busy-spin for each request's service time.
+worker processes that take each request's service time, either busy-spinning
+(``work="spin"``: a CPU-bound handler, one worker per core makes sense) or
+waiting (``work="wait"``: a handler bound by something else, such as an
+inference request waiting on its GPU, so there can be more workers than
+cores).
 
 The parent process runs the gateway and an open-loop sender: every request
 is submitted at its scheduled time (or as soon after as the parent gets
@@ -14,6 +18,7 @@ Two pools run the requests, behind the same three calls (``send``,
 """
 from __future__ import annotations
 
+import gc
 import math
 import multiprocessing as mp
 import os
@@ -56,15 +61,34 @@ def _spin(request: memoryview | bytes) -> bytes:
     return _REP.pack(rid, t0, perf())
 
 
-def _pipe_worker(conn) -> None:
-    """WorkerPool's process: _spin each request that comes down the pipe."""
+def _wait(request: memoryview | bytes) -> bytes:
+    """A worker's job when the work is elsewhere (a GPU, a backend): request
+    (id, seconds) -> sleep that long, leaving the core to others -> answer."""
+    rid, service = _REQ.unpack(request)
+    t0 = time.perf_counter()
+    time.sleep(service)
+    return _REP.pack(rid, t0, time.perf_counter())
+
+
+WORK = {"spin": _spin, "wait": _wait}
+
+
+def _job(work: str):
+    try:
+        return WORK[work]
+    except KeyError:
+        raise ValueError(f"work must be one of {sorted(WORK)}, not {work!r}") from None
+
+
+def _pipe_worker(conn, job=_spin) -> None:
+    """WorkerPool's process: run ``job`` on each request that comes down the pipe."""
     recv, send = conn.recv_bytes, conn.send_bytes
     try:
         while True:
             msg = recv()
             if not msg:
                 return
-            send(_spin(msg))
+            send(job(msg))
     except (EOFError, OSError, KeyboardInterrupt):
         return
 
@@ -74,19 +98,28 @@ class ExecutorPool:
     each request goes to the queue of the worker the gateway chose (policy
     ``partitioned``: no stealing behind the gateway's back), answers come
     back through the workers' response rings.  ``slow[i]`` stretches worker
-    *i*'s requests (a degraded worker).  A context manager."""
+    *i*'s requests (a degraded worker).  ``work``: "spin" or "wait" (see the
+    module docstring).  A context manager."""
 
-    def __init__(self, n: int = 2, *, slow: Sequence[float] | None = None, spin_us: float = 300.0) -> None:
+    def __init__(self, n: int = 2, *, slow: Sequence[float] | None = None, spin_us: float | None = None,
+                 work: str = "spin") -> None:
         from dataplane.executor import Executor
 
         if n < 1:
             raise ValueError("a pool needs at least one worker")
+        job = _job(work)
         self.n = n
+        self.work = work
         self._slow = list(slow) if slow else [1.0] * n
-        # Idle workers spin a while before sleeping: on a shared machine a
-        # sleeping worker waits for its core when woken.
-        self.ex = Executor(_spin, workers=n, policy="partitioned", max_request=_REQ.size,
-                           max_response=_REP.size, spin_us=spin_us)
+        if spin_us is None:
+            # Idle spinning workers spin a while before sleeping: on a shared
+            # machine a sleeping worker waits for its core when woken.  Waiting
+            # workers outnumber the cores, so none may spin.
+            spin_us = 300.0 if work == "spin" else 0.0
+        # Pinned, a waiting worker woken by its timer waits for its own core
+        # even when the other is idle: 250 us instead of 70 (8 workers, 2 cores).
+        self.ex = Executor(job, workers=n, policy="partitioned", max_request=_REQ.size,
+                           max_response=_REP.size, spin_us=spin_us, pin=work == "spin")
 
     def send(self, worker: int, rid: int, service: float) -> None:
         self.ex.submit(_REQ.pack(rid, service * self._slow[worker]), worker=worker)
@@ -111,19 +144,22 @@ class ExecutorPool:
 
 
 class WorkerPool:
-    """``n`` worker processes, each behind a duplex pipe.  A context manager."""
+    """``n`` worker processes, each behind a duplex pipe; ``work`` as for
+    :class:`ExecutorPool`.  A context manager."""
 
-    def __init__(self, n: int = 2, *, slow: Sequence[float] | None = None) -> None:
+    def __init__(self, n: int = 2, *, slow: Sequence[float] | None = None, work: str = "spin") -> None:
         if n < 1:
             raise ValueError("a pool needs at least one worker")
+        job = _job(work)
         self.n = n
+        self.work = work
         self._slow = list(slow) if slow else [1.0] * n
         ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
         self.conns = []
         self.procs = []
         for i in range(n):
             parent, child = ctx.Pipe(duplex=True)
-            p = ctx.Process(target=_pipe_worker, args=(child,), name=f"dataplane-worker-{i}", daemon=True)
+            p = ctx.Process(target=_pipe_worker, args=(child, job), name=f"dataplane-worker-{i}", daemon=True)
             p.start()
             child.close()
             self.conns.append(parent)
@@ -132,7 +168,7 @@ class WorkerPool:
         self._recv = {c.fileno(): c.recv_bytes for c in self.conns}
 
     def send(self, worker: int, rid: int, service: float) -> None:
-        """Run request ``rid`` on ``worker``: spin ``service`` seconds
+        """Run request ``rid`` on ``worker``: spin or wait ``service`` seconds
         (stretched by the worker's ``slow`` factor)."""
         self.conns[worker].send_bytes(_REQ.pack(rid, service * self._slow[worker]))
 
@@ -209,6 +245,12 @@ def run_live(
     complete = gateway.complete
     end_by = math.inf
     busy = 0.0
+    # The schedule and the recorder are a large, long-lived heap: a full
+    # collection scanning it stopped the sender for 20-44 ms, which every
+    # queued request then paid.  Frozen, the collector skips it (what a
+    # latency-critical server does with its own long-lived state).
+    gc.collect()
+    gc.freeze()
     try:
         while True:
             now = perf()
@@ -282,6 +324,7 @@ def run_live(
             for rid, _, _ in collect(0.1):
                 inflight.pop(rid, None)
     finally:
+        gc.unfreeze()
         gateway.on_drop = user_drop  # the caller's callback again
     facts = {
         "wall_s": wall,

@@ -159,6 +159,7 @@ class Executor:
             for w in range(workers):
                 self._rings.append(Ring.create(f"{tag}-r{w}", capacity=ring_cap, max_message=ring_max))
             self._ring_ptrs = ffi.new("dp_ring *[]", [r._live() for r in self._rings])
+            self._ready_idx = ffi.new("uint32_t[]", workers)
             ctx = mp.get_context(start_method)
             for w in range(workers):
                 p = ctx.Process(target=worker_main, name=f"dataplane-worker-{w}", daemon=True,
@@ -380,8 +381,13 @@ class Executor:
         """Take every answer waiting in the response rings; check liveness
         now and then.  Returns how many answers arrived."""
         n = 0
-        for w in self._live:
-            n += self._drain_ring(self._rings[w])
+        # One C call finds the rings with answers: draining each ring from
+        # Python costs microseconds here, which a dispatcher of many mostly
+        # idle workers paid on every look (an answer noticed 130 us after
+        # it was sent with 8 workers, against 70 us with one).
+        ready = self._ready_idx
+        for i in range(lib.dp_steal_ready(self._ring_ptrs, self._n, ready)):
+            n += self._drain_ring(self._rings[ready[i]])
         now = time.monotonic()
         if now >= self._next_check:
             self._next_check = now + _LIVENESS_EVERY
