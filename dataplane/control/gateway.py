@@ -89,12 +89,13 @@ class _Tenant:
 
 
 class _Worker:
-    __slots__ = ("name", "slots", "busy", "breaker", "dispatched", "completed")
+    __slots__ = ("name", "slots", "busy", "work", "breaker", "dispatched", "completed")
 
     def __init__(self, name: Hashable, slots: int, breaker: CircuitBreaker | None) -> None:
         self.name = name
         self.slots = slots
         self.busy = 0
+        self.work = 0.0  # estimated seconds dispatched to it and not completed
         self.breaker = breaker
         self.dispatched = 0
         self.completed = 0
@@ -336,7 +337,8 @@ class Gateway:
                     w.breaker.release_probe()  # the reserved probe found nothing to carry
                 return None
             t = tenants[req.tenant]
-            if shed and now + req.upper > req.deadline:
+            # With slots > 1 it waits for what the worker already holds.
+            if shed and now + w.work + req.upper > req.deadline:
                 # It cannot finish in time: shed it instead of serving it
                 # late, and give its tenant the share back.
                 self._refund(req)
@@ -354,6 +356,7 @@ class Gateway:
                 continue
             dequeued(t, req.est)
             w.busy += 1
+            w.work += req.est
             w.dispatched += 1
             if lim is not None:
                 self._n_inflight += 1
@@ -370,7 +373,8 @@ class Gateway:
         if w is None:
             raise InvalidRequest(f"{req!r} is not in flight from this gateway")
         req.worker = None
-        w.busy -= 1
+        b = w.busy = w.busy - 1
+        w.work = w.work - req.est if b else 0.0  # an idle worker holds exactly nothing
         w.completed += 1
         self._completed(req.est)
         st = self._tenants[req.tenant].stats

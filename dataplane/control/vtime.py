@@ -45,6 +45,9 @@ def simulate(
     end = origin + until
     events: list = []  # (t, seq, req or None, service, ok); None: a timer tick
     seq = 0
+    # A worker runs one request at a time: with slots > 1 a dispatched
+    # request starts when the ones before it on that worker have finished.
+    free_at: dict = {}
 
     user_drop = gateway.on_drop
 
@@ -66,7 +69,11 @@ def simulate(
                 s, ok = r.payload[0], True
             else:
                 s, ok = service_time(r, r.worker, now)
-            heapq.heappush(events, (now + s, seq, r, s, ok))
+            start = free_at.get(r.worker, now)
+            if start < now:
+                start = now
+            done = free_at[r.worker] = start + s
+            heapq.heappush(events, (done, seq, r, s, ok))
             seq += 1
         if gateway.pending and not events:
             # Nothing will complete to wake us: wake when a breaker may probe.
