@@ -199,3 +199,24 @@ def test_a_data_path_rejection_is_a_whole_rejected():
     back = pickle.loads(pickle.dumps(fast))
     assert back.reason is Reason.OVERLOADED and back.retry_after == 0.002 and str(back) == str(slow)
     assert str(rejection(Reason.DEADLINE)) == "deadline"
+
+
+def test_every_rejection_pickles_and_copies_with_its_text():
+    """Rejections cross processes (a handler's error, a result): each kind,
+    lazy text not yet read included, survives pickle and copy whole."""
+    import copy
+    import pickle
+
+    from dataplane.control.errors import DeadlineInPast, QueueFull, Reason, rejection
+
+    made = [rejection(Reason.OVERLOADED, lambda: "predicted late", 0.002),  # text never read
+            Rejected(Reason.RATE_LIMITED, "over its rate", retry_after=0.5),
+            QueueFull("queue full (4)", 0.25),
+            DeadlineInPast("deadline 1.0 is 3 ms in the past")]
+    for exc in made:
+        for twin in (pickle.loads(pickle.dumps(exc)), copy.copy(exc)):
+            assert type(twin) is type(exc)
+            assert (twin.reason, twin.retry_after, str(twin)) == (exc.reason, exc.retry_after, str(exc))
+            assert isinstance(twin, Rejected)
+    assert str(made[0]) == "overloaded: predicted late (retry after 2 ms)"
+    assert "predicted late" in repr(made[0]) and "lambda" not in repr(made[0])

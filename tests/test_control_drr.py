@@ -157,45 +157,15 @@ def test_drr_matches_definition(sparse, weights, quantum, ops):
     assert drr.dequeue() is None and len(drr) == 0 and drr.active_weight == pytest.approx(0.0)
 
 
-@pytest.mark.parametrize("sparse", [False, True])
-@settings(max_examples=25, deadline=None)
-@given(weights=st.lists(st.sampled_from([0.5, 1.0, 2.0, 4.0]), min_size=2, max_size=4),
-       quantum=st.sampled_from([0.5, 1.0, 2.0]),
-       costs=st.lists(st.lists(st.floats(0.05, 2.0), min_size=50, max_size=50), min_size=4, max_size=4))
-def test_drr_fairness_bound(sparse, weights, quantum, costs):
-    """Over every interval in which all tenants stay backlogged, per-weight
-    services differ by less than quantum + M/w_i + M/w_j (M: largest cost),
-    and each tenant's service is within its derived weighted-share bound."""
-    n = len(weights)
+def _filled(quantum, sparse, weights, costs):
+    """A DRR with tenant t of weights[t] holding requests of costs[t]."""
     drr = DRRScheduler(quantum, sparse=sparse, capacity=1000)
     for t, w in enumerate(weights):
         drr.add_tenant(t, w)
-    for t in range(n):
-        for c in costs[t]:
+    for t, cs in enumerate(costs[: len(weights)]):
+        for c in cs:
             drr.enqueue(Item(t, c))
-    M = max(max(costs[t]) for t in range(n))
-    served = [[0.0] * n]
-    while len(served) < 80:
-        it = drr.dequeue()
-        row = list(served[-1])
-        row[it.tenant] += it.cost
-        served.append(row)
-        if any(drr.backlog(t) == 0 for t in range(n)):
-            break  # the backlogged stretch ends here
-    W = sum(weights)
-    for a in range(len(served)):
-        for b in range(a + 1, len(served)):
-            S = [served[b][t] - served[a][t] for t in range(n)]
-            total = sum(S)
-            for i in range(n):
-                for j in range(n):
-                    if i != j:
-                        gap = abs(S[i] / weights[i] - S[j] / weights[j])
-                        assert gap < quantum + M / weights[i] + M / weights[j] + 1e-9, (i, j, a, b)
-                # Summing the pairwise bound, weighted: the share of the total.
-                wi = weights[i]
-                share_bound = (W - wi) / W * (quantum * wi + M) + (n - 1) * wi / W * M
-                assert abs(S[i] - wi / W * total) < share_bound + 1e-9
+    return drr
 
 
 def _backlogged_services(drr, n, limit=80):
@@ -224,6 +194,35 @@ def _worst_share_excess(served, weights, quantum, M):
 
 
 @pytest.mark.parametrize("sparse", [False, True])
+@settings(max_examples=25, deadline=None)
+@given(weights=st.lists(st.sampled_from([0.5, 1.0, 2.0, 4.0]), min_size=2, max_size=4),
+       quantum=st.sampled_from([0.5, 1.0, 2.0]),
+       costs=st.lists(st.lists(st.floats(0.05, 2.0), min_size=50, max_size=50), min_size=4, max_size=4))
+def test_drr_fairness_bound(sparse, weights, quantum, costs):
+    """Over every interval in which all tenants stay backlogged, per-weight
+    services differ by less than quantum + M/w_i + M/w_j (M: largest cost),
+    and each tenant's service is within its derived weighted-share bound."""
+    n = len(weights)
+    drr = _filled(quantum, sparse, weights, costs)
+    M = max(max(costs[t]) for t in range(n))
+    served = _backlogged_services(drr, n)
+    W = sum(weights)
+    for a in range(len(served)):
+        for b in range(a + 1, len(served)):
+            S = [served[b][t] - served[a][t] for t in range(n)]
+            total = sum(S)
+            for i in range(n):
+                for j in range(n):
+                    if i != j:
+                        gap = abs(S[i] / weights[i] - S[j] / weights[j])
+                        assert gap < quantum + M / weights[i] + M / weights[j] + 1e-9, (i, j, a, b)
+                # Summing the pairwise bound, weighted: the share of the total.
+                wi = weights[i]
+                share_bound = (W - wi) / W * (quantum * wi + M) + (n - 1) * wi / W * M
+                assert abs(S[i] - wi / W * total) < share_bound + 1e-9
+
+
+@pytest.mark.parametrize("sparse", [False, True])
 @settings(max_examples=60, deadline=None)
 @given(weights=st.lists(st.sampled_from([0.5, 1.0, 2.0, 4.0]), min_size=2, max_size=5),
        factor=st.sampled_from([1.0, 1.5, 2.0]),
@@ -238,12 +237,7 @@ def test_drr_share_bound_as_the_issue_words_it(sparse, weights, factor, costs):
     n = len(weights)
     M = max(max(costs[t]) for t in range(n))
     quantum = factor * M / min(weights)
-    drr = DRRScheduler(quantum, sparse=sparse, capacity=1000)
-    for t, w in enumerate(weights):
-        drr.add_tenant(t, w)
-    for t in range(n):
-        for c in costs[t]:
-            drr.enqueue(Item(t, c))
+    drr = _filled(quantum, sparse, weights, costs)
     assert _worst_share_excess(_backlogged_services(drr, n), weights, quantum, M) <= 1e-9
 
 
@@ -257,12 +251,7 @@ def test_drr_share_bound_needs_each_quantum_to_cover_the_largest_request():
              [1.0, 1.0, 0.01, 0.5, 0.5, 0.5, 0.5, 1.0, 1.0, 1.0],
              [0.5, 0.01, 0.01, 1.0, 0.01, 1.0, 0.01, 1.0, 1.0, 0.5]]
     weights = [0.5] * 4
-    drr = DRRScheduler(1.0, sparse=True, capacity=100)
-    for t, w in enumerate(weights):
-        drr.add_tenant(t, w)
-    for t in range(4):
-        for c in costs[t]:
-            drr.enqueue(Item(t, c))
+    drr = _filled(1.0, True, weights, costs)
     excess = _worst_share_excess(_backlogged_services(drr, 4), weights, 1.0, 1.0)
     assert excess == pytest.approx(0.005, abs=1e-6)
 

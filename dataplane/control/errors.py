@@ -45,13 +45,31 @@ class Rejected(DataplaneError):
     def retry_after(self) -> float | None:
         return self.args[2]
 
-    def __str__(self) -> str:
+    def _text(self) -> str:
         reason, m, r = self.args[:3]
         if callable(m):
             m = m()
             self.args = (reason, m, r)
+        return m
+
+    def __str__(self) -> str:
+        m = self._text()
+        reason, r = self.args[0], self.args[2]
         hint = "" if r is None or not math.isfinite(r) else f" (retry after {r * 1e3:.3g} ms)"
         return f"{reason.value}: {m}{hint}" if m else f"{reason.value}{hint}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.args[0]!r}, {self._text()!r}, retry_after={self.args[2]!r})"
+
+    def __reduce__(self):
+        # Pickle and copy rebuild from args, which the subclasses' narrower
+        # constructors cannot take; the lazy text is built first.
+        self._text()
+        return (_restore, (type(self), self.args), self.__dict__ or None)
+
+
+def _restore(cls: type, args: tuple) -> Rejected:
+    return BaseException.__new__(cls, *args)
 
 
 def rejection(reason: Reason, message: str | Callable[[], str] = "", retry_after: float | None = None,

@@ -458,7 +458,8 @@ class Gateway:
 
     def _rate_limited(self, t: _Tenant, c: float, now: float) -> None:
         b = t.bucket
-        self._reject(t.stats, rejection(_RATE_LIMITED, lambda: f"tenant {t.name!r} is over its rate of {b.rate:g}/s",
+        self._reject(t.stats, rejection(_RATE_LIMITED,
+                                        lambda name=t.name, rate=b.rate: f"tenant {name!r} is over its rate of {rate:g}/s",
                                         b.retry_after(c, now) if c <= b.burst else None))
 
     def _bad_deadline(self, d: Any, now: float, st: TenantStats) -> None:
