@@ -23,7 +23,7 @@ SOURCES = sorted(HERE.glob("*.c")) + sorted(HERE.glob("internal/*.c"))  # intern
 FAST_HEADERS = sorted(HERE.glob("fast/*.h"))
 FAST_SOURCES = sorted(HERE.glob("fast/*.c"))
 
-CFLAGS = ["-O2", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-fvisibility=hidden"]
+CFLAGS = ["-O2", "-std=gnu11", "-ffp-contract=off", "-Wall", "-Wextra", "-Wno-unused-parameter", "-fvisibility=hidden"]
 PREAMBLE = "#include <stdint.h>\n#include <stddef.h>\n"
 
 

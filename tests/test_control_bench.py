@@ -49,4 +49,6 @@ def test_bad_arguments():
 def test_overhead_microbenchmark_and_jain():
     r = overhead(n=2000, repeats=1)
     assert 0 < r["core_cpu_ns_best"] < r["gateway_cpu_ns_best"]
+    assert 0 < r["native_core_cpu_ns_best"] < r["native_gateway_cpu_ns_best"]
+    assert "native_core_cpu_ns_best" not in overhead(n=200, repeats=1, scheduler="wfq")  # DRR only
     assert jain([1, 1, 1, 1]) == pytest.approx(1.0) and jain([1, 0, 0, 0]) == pytest.approx(0.25)

@@ -41,6 +41,8 @@ def add_common_arguments(p: argparse.ArgumentParser, *, sim_duration: float, liv
     p.add_argument("--work", choices=("spin", "wait"), default="spin",
                    help="what a live worker does for a request's service time: busy-spin (CPU-bound handler; "
                         "default) or wait (a handler waiting on a GPU or backend: more workers than cores)")
+    p.add_argument("--native", action="store_true",
+                   help="DRR gateways use the C data path (Gateway(native=True)); WFQ, FIFO and CoDel stay in Python")
     p.add_argument("--service", choices=Service.KINDS, default="exp", help="service-time law (default exp)")
     p.add_argument("--service-ms", type=float, default=1.0, help="mean service time in ms (default 1)")
     p.add_argument("--breaker-ms", type=float, default=10.0,
@@ -64,6 +66,7 @@ class Setup:
     slots: int = 1
     pool: str = "executor"  # live: "executor" or "pipes"
     work: str = "spin"      # live: "spin" or "wait"
+    native: bool = False    # DRR gateways on the C data path
 
     def n(self, mode: str) -> int:
         """Servers in ``mode``."""
@@ -81,7 +84,7 @@ def setup_from_args(args: argparse.Namespace) -> Setup:
     modes = ("sim", "live") if args.mode == "both" else (args.mode,)
     return Setup(modes, args.servers, args.workers, Service(args.service, args.service_ms / 1e3), args.seed,
                  args.duration, args.live_duration, args.breaker_ms, args.slots, args.pool,
-                 args.work)
+                 args.work, args.native)
 
 
 # -- one scenario ----------------------------------------------------------------
@@ -139,6 +142,7 @@ def make_gateway(clock, setup: Setup, mode: str, tenants: Sequence[Tenant], *, s
         slots=slots, estimator=ServiceEstimator(setup.service.mean, 5 * setup.service.mean),
         breaker={"p99_threshold": setup.breaker_ms / 1e3, "window": 1.0},
         codel=codel, concurrency=concurrency,
+        native=setup.native and scheduler == "drr" and codel is None,
     )
     for t in tenants:
         gw.add_tenant(t.name, t.weight, slo=t.slo, rate=t.rate)
@@ -282,7 +286,9 @@ def overhead(n: int = 100_000, tenants: int = 4, scheduler: str = "drr", repeats
     scheduler enqueue and dequeue -- what admission plus DRR add to a request.
     ``gateway``: the whole ``submit`` + ``dispatch`` + ``complete`` (also
     validation, token bucket check, worker choice, breaker and estimator
-    feedback).  Queues are kept 64 deep per tenant so no empty-queue shortcut
+    feedback).  With DRR, ``native_core`` and ``native_gateway`` are the same
+    on ``Gateway(native=True)``: the core is then its three C calls (submit,
+    next, done) and the handle-to-request lookups, as the gateway makes them.  Queues are kept 64 deep per tenant so no empty-queue shortcut
     is measured; building the Request objects is not counted.  Both CPU time
     of this thread and wall time are reported, best and median of
     ``repeats``: on a shared machine wall time includes waiting for a CPU.
@@ -291,9 +297,10 @@ def overhead(n: int = 100_000, tenants: int = 4, scheduler: str = "drr", repeats
     names = [f"t{i}" for i in range(tenants)]
     far = 1e12
 
-    def fresh_gateway() -> Gateway:
+    def fresh_gateway(native: bool = False) -> Gateway:
         gw = Gateway(1, clock=clock, scheduler=scheduler, slots=1 << 30, queue_capacity=1 << 20,
-                     estimator=ServiceEstimator(1e-6), breaker={"p99_threshold": 1.0})
+                     estimator=ServiceEstimator(1e-6), breaker={"p99_threshold": 1.0}, native=native,
+                     max_pending=1 << 20)
         for t in names:
             gw.add_tenant(t, 1.0, slo=3600.0)
         return gw
@@ -336,6 +343,42 @@ def overhead(n: int = 100_000, tenants: int = 4, scheduler: str = "drr", repeats
                 complete(dispatch(), 1e-6)
         return loop
 
+    def native_core(batch: list[Request]):
+        from dataplane._ffi import fast_ffi, fast_lib
+
+        gw = fresh_gateway(native=True)
+        fq, e, items = gw.scheduler.handle, gw.estimator.get(names[0]), [None] * (1 << 20)
+        index = {t: gw.scheduler.index(t) for t in names}
+        submit, nxt, done = fast_lib.dp_fq_submit, fast_lib.dp_fq_next, fast_lib.dp_fq_done
+        finish, gone, n_gone = fast_ffi.new("double *"), fast_ffi.new("int64_t[]", 64), fast_ffi.new("uint32_t *")
+        now = time.perf_counter
+        for r in reqs(64 * tenants):
+            items[submit(fq, index[r.tenant], r.cost, e.mean, e.upper, far, 0.0, 1, finish)] = r
+
+        def loop() -> None:
+            for r in batch:
+                t = now()
+                h = submit(fq, index[r.tenant], r.cost, e.mean, e.upper, far, t, 1, finish)
+                if h < 0:
+                    raise RuntimeError(f"dp_fq_submit refused ({h})")
+                items[h] = r
+                h = nxt(fq, t, 0.0, 1, gone, 64, n_gone)
+                x = items[h]
+                done(fq, h)
+        return loop
+
+    def native_gateway(batch: list[Request]):
+        gw = fresh_gateway(native=True)
+        submit, dispatch, complete = gw.submit, gw.dispatch, gw.complete
+        for r in reqs(64 * tenants):
+            submit(r)
+
+        def loop() -> None:
+            for r in batch:
+                submit(r)
+                complete(dispatch(), 1e-6)
+        return loop
+
     def empty(batch: list[Request]):
         def loop() -> None:
             for r in batch:
@@ -351,7 +394,10 @@ def overhead(n: int = 100_000, tenants: int = 4, scheduler: str = "drr", repeats
             sum(range(1000))
         ref.append((time.thread_time_ns() - c0) / 200)
     out["ref_sum_range_1000_us"] = min(ref) / 1e3
-    for name, make in (("core", core), ("gateway", gateway), ("loop", empty)):
+    paths = [("core", core), ("gateway", gateway), ("loop", empty)]
+    if scheduler == "drr":
+        paths[2:2] = [("native_core", native_core), ("native_gateway", native_gateway)]
+    for name, make in paths:
         cpu, wall = [], []
         for _ in range(repeats):
             loop = make(reqs(n))
@@ -369,7 +415,11 @@ def overhead(n: int = 100_000, tenants: int = 4, scheduler: str = "drr", repeats
 def overhead_report(results: list[dict]) -> str:
     rows = []
     for r in results:
-        for part, what in (("core", "admit+enqueue+dequeue"), ("gateway", "submit+dispatch+complete")):
+        for part, what in (("core", "admit+enqueue+dequeue"), ("gateway", "submit+dispatch+complete"),
+                           ("native_core", "native: admit+enqueue+dequeue"),
+                           ("native_gateway", "native: submit+dispatch+complete")):
+            if f"{part}_cpu_ns_best" not in r:
+                continue
             rows.append([r["scheduler"], str(r["tenants"]), what,
                          fmt(r[f"{part}_cpu_ns_best"] / 1e3, ".2f"), fmt(r[f"{part}_cpu_ns_median"] / 1e3, ".2f"),
                          fmt(r[f"{part}_wall_ns_best"] / 1e3, ".2f"), fmt(r[f"{part}_wall_ns_median"] / 1e3, ".2f")])

@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
+from dataplane._ffi import fast_ffi as _fast_ffi, fast_lib as _fast_lib
 from dataplane.clock import Clock, MonotonicClock
 from dataplane.control.admission import AdmissionController
 from dataplane.control.breaker import BreakerState, CircuitBreaker
@@ -37,6 +38,7 @@ from dataplane.control.drr import DRRScheduler
 from dataplane.control.errors import (
     DeadlineInPast,
     InvalidRequest,
+    QueueFull,
     Reason,
     Rejected,
     UnknownTenant,
@@ -46,12 +48,15 @@ from dataplane.control.errors import (
     rejection,
 )
 from dataplane.control.estimator import ServiceEstimator
+from dataplane.control.native import GONE_CAP, NativeDRR
 from dataplane.control.fifo import FIFOScheduler
 from dataplane.control.queues import ShedPolicy
 from dataplane.control.request import Request
 from dataplane.control.wfq import WFQScheduler
 
 _INF = math.inf
+_fq_submit, _fq_next, _fq_done = _fast_lib.dp_fq_submit, _fast_lib.dp_fq_next, _fast_lib.dp_fq_done
+_FQ_REFUSED, _FQ_FULL, _FQ_AGAIN = _fast_lib.DP_FQ_REFUSED, _fast_lib.DP_FQ_FULL, _fast_lib.DP_FQ_AGAIN
 _CLOSED = BreakerState.CLOSED
 _RATE_LIMITED = Reason.RATE_LIMITED
 
@@ -74,11 +79,12 @@ class TenantStats:
 
 
 class _Tenant:
-    __slots__ = ("name", "weight", "slo", "bucket", "stats", "work", "codel", "queue")
+    __slots__ = ("name", "weight", "slo", "bucket", "stats", "work", "codel", "queue", "index")
 
     def __init__(self, name: Hashable, weight: float, slo: float, bucket: TokenBucket | None,
-                 codel: CoDel | None = None, queue: Any = None) -> None:
+                 codel: CoDel | None = None, queue: Any = None, index: int = -1) -> None:
         self.name = name
+        self.index = index  # the native path's tenant number
         self.weight = weight
         self.slo = slo
         self.bucket = bucket
@@ -157,6 +163,8 @@ class Gateway:
         on_drop: Callable[[Request, Reason], None] | None = None,
         codel: dict[str, Any] | None = None,
         concurrency: AIMDLimit | dict[str, Any] | None = None,
+        native: bool = False,
+        max_pending: int = 1 << 16,
     ) -> None:
         names = list(range(workers)) if isinstance(workers, int) else list(workers)
         if not names:
@@ -172,10 +180,25 @@ class Gateway:
         self.strict = bool(strict)
         self.default_weight = check_weight(default_weight)
         self.default_slo = check_positive("default_slo", default_slo)
-        self._sched = _make_scheduler(scheduler, quantum, queue_capacity, shed_policy)
+        self._fq = None
+        if native:
+            if scheduler != "drr" or codel is not None:
+                raise InvalidRequest("native=True runs DRR without CoDel; use the Python path for "
+                                     f"scheduler={scheduler!r}, codel={codel!r}")
+            # One C object is both the scheduler and admission's accounts.
+            self._sched = NativeDRR(quantum, capacity=queue_capacity, policy=shed_policy, max_pending=max_pending)
+            self.admission = self._sched
+            self.admission.servers = len(names)
+            self._fq = self._sched.handle
+            self._items: list[Request | None] = [None] * self._sched.max_pending
+            self._finish = _fast_ffi.new("double *")
+            self._gone = _fast_ffi.new("int64_t[]", GONE_CAP)
+            self._n_gone = _fast_ffi.new("uint32_t *")
+        else:
+            self._sched = _make_scheduler(scheduler, quantum, queue_capacity, shed_policy)
+            self.admission = AdmissionController(len(names), fair=self._sched.FAIR)
         self.scheduler_kind = scheduler
         self.estimator = estimator if estimator is not None else ServiceEstimator()
-        self.admission = AdmissionController(len(names), fair=self._sched.FAIR)
         self.admission_enabled = bool(admission)
         self.shed_expired = bool(shed_expired)
         self.on_drop = on_drop
@@ -197,12 +220,13 @@ class Gateway:
         if self._limiter is not None:
             self._update_servers()
         # Bound methods of the data path, looked up once.
-        self._try_admit = self.admission.try_admit
-        self._dequeued = self.admission.dequeued
-        self._completed = self.admission.completed
-        self._enqueue = self._sched.enqueue
-        self._dequeue = self._sched.dequeue
-        self._refund = self._sched.refund
+        if self._fq is None:
+            self._try_admit = self.admission.try_admit
+            self._dequeued = self.admission.dequeued
+            self._completed = self.admission.completed
+            self._enqueue = self._sched.enqueue
+            self._dequeue = self._sched.dequeue
+            self._refund = self._sched.refund
         self._est_get = self.estimator.get
         self._observe = self.estimator.observe
 
@@ -227,7 +251,8 @@ class Gateway:
                 cd = self._codel_shared
             else:
                 cd = CoDel(clock=self._clock, **self._codel_args)
-        self._tenants[tenant] = _Tenant(tenant, w, s, bucket, cd, self._sched.queue(tenant))
+        index = self._sched.index(tenant) if self._fq is not None else -1
+        self._tenants[tenant] = _Tenant(tenant, w, s, bucket, cd, self._sched.queue(tenant), index)
 
     def set_weight(self, tenant: Hashable, weight: float) -> None:
         """Change a tenant's weight at run time."""
@@ -295,6 +320,9 @@ class Gateway:
         e = self._est_get(req.tenant if klass is None else klass)
         est = req.est = e.mean
         upper = req.upper = e.upper
+        if self._fq is not None:
+            self._submit_native(req, t, st, c, est, upper, d, now)
+            return
         if self.admission_enabled:
             exc = self._try_admit(t, est, upper, d, now, t.weight, self._sched.active_weight)
             if exc is not None:
@@ -313,6 +341,45 @@ class Gateway:
             for old in dropped:
                 self._drop(old, Reason.DEADLINE if old.deadline <= now else Reason.OVERLOADED, evicted=True)
 
+    def _submit_native(self, req: Request, t: _Tenant, st: TenantStats, c: float, est: float, upper: float,
+                       d: float, now: float) -> None:
+        # Admission and enqueue in one C call (native/fast/fairq.c).
+        h = _fq_submit(self._fq, t.index, c, est, upper, d, now, self.admission_enabled, self._finish)
+        if h < 0:
+            if h == _FQ_REFUSED:
+                exc = AdmissionController._refusal(self._finish[0], d, now, upper)
+                st.rejected[exc.args[0]] += 1
+                raise exc
+            self._reject(st, QueueFull(f"queue full ({t.queue.capacity})" if h == _FQ_FULL else
+                                       f"{self._sched.max_pending} requests pending: the native path is full"))
+        req.started = now
+        req.handle = h
+        self._items[h] = req
+        st.admitted += 1
+
+    def _next_native(self, w: _Worker, now: float) -> Request | None:
+        """dispatch()'s dequeue on the native path: the shed requests are
+        reported here, their accounts were kept in C."""
+        items, gone, n_gone = self._items, self._gone, self._n_gone
+        while True:
+            h = _fq_next(self._fq, now, w.work, self.shed_expired, gone, GONE_CAP, n_gone)
+            for i in range(n_gone[0]):
+                g = gone[i]
+                req = items[g]
+                items[g] = None
+                self._report_shed(req)
+            if h >= 0:
+                return items[h]
+            if h != _FQ_AGAIN:
+                return None
+
+    def _report_shed(self, req: Request) -> None:
+        req.handle = -1
+        t = self._tenants[req.tenant]
+        t.stats.shed += 1
+        if self.on_drop is not None:
+            self.on_drop(req, Reason.DEADLINE)
+
     def dispatch(self) -> Request | None:
         """The next request to run, with ``req.worker`` set; None if no
         request is queued or no healthy worker has a free slot."""
@@ -326,6 +393,21 @@ class Gateway:
         w = self._pick(now)
         if w is None:
             return None
+        if self._fq is not None:
+            req = self._next_native(w, now)
+            if req is None:
+                if w.breaker is not None and w.breaker.state is not _CLOSED:
+                    w.breaker.release_probe()
+                return None
+            w.busy += 1
+            w.work += req.est
+            w.dispatched += 1
+            if lim is not None:
+                self._n_inflight += 1
+            req.worker = w.name
+            req.started = now
+            self._tenants[req.tenant].stats.dispatched += 1
+            return req
         dequeue = self._dequeue
         dequeued = self._dequeued
         tenants = self._tenants
@@ -376,7 +458,13 @@ class Gateway:
         b = w.busy = w.busy - 1
         w.work = w.work - req.est if b else 0.0  # an idle worker holds exactly nothing
         w.completed += 1
-        self._completed(req.est)
+        if self._fq is not None:
+            h = req.handle
+            req.handle = -1
+            self._items[h] = None
+            _fq_done(self._fq, h)
+        else:
+            self._completed(req.est)
         st = self._tenants[req.tenant].stats
         if ok:
             st.completed += 1

@@ -16,7 +16,8 @@ class Request:
     ``worker``; ``payload`` is the caller's.
     """
 
-    __slots__ = ("tenant", "cost", "deadline", "klass", "payload", "arrival", "est", "upper", "worker", "started")
+    __slots__ = ("tenant", "cost", "deadline", "klass", "payload", "arrival", "est", "upper", "worker", "started",
+                 "handle")
 
     def __init__(
         self,
@@ -37,6 +38,7 @@ class Request:
         self.upper = 0.0
         self.worker: Hashable | None = None
         self.started = 0.0
+        self.handle = -1  # its slot in a native gateway while queued or running
 
     def __repr__(self) -> str:
         return f"Request(tenant={self.tenant!r}, cost={self.cost!r}, deadline={self.deadline!r}, klass={self.klass!r})"
