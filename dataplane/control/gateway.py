@@ -101,7 +101,11 @@ class _Worker:
         self.name = name
         self.slots = slots
         self.busy = 0
-        self.work = 0.0  # estimated seconds dispatched to it and not completed
+        # Seconds it may still take for what it holds (dispatched, not
+        # completed), each at its upper estimate: a request queued behind
+        # them has its deadline to keep at its own p99, and their remaining
+        # times are unknown.
+        self.work = 0.0
         self.breaker = breaker
         self.dispatched = 0
         self.completed = 0
@@ -400,7 +404,7 @@ class Gateway:
                     w.breaker.release_probe()
                 return None
             w.busy += 1
-            w.work += req.est
+            w.work += req.upper
             w.dispatched += 1
             if lim is not None:
                 self._n_inflight += 1
@@ -438,7 +442,7 @@ class Gateway:
                 continue
             dequeued(t, req.est)
             w.busy += 1
-            w.work += req.est
+            w.work += req.upper
             w.dispatched += 1
             if lim is not None:
                 self._n_inflight += 1
@@ -456,7 +460,7 @@ class Gateway:
             raise InvalidRequest(f"{req!r} is not in flight from this gateway")
         req.worker = None
         b = w.busy = w.busy - 1
-        w.work = w.work - req.est if b else 0.0  # an idle worker holds exactly nothing
+        w.work = w.work - req.upper if b else 0.0  # an idle worker holds exactly nothing
         w.completed += 1
         if self._fq is not None:
             h = req.handle
