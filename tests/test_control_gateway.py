@@ -183,14 +183,15 @@ def test_weights_change_at_run_time():
 def test_slots_queue_on_their_worker_and_shedding_counts_the_wait():
     """With slots=2 a worker holds a second request behind the one it runs;
     the simulator runs them one after the other, as a live worker does.
-    Shedding at dispatch counts what the worker already holds (without that,
-    1.7% of a's requests were served late and its p99 passed the deadline)."""
+    Shedding at dispatch counts what the worker already holds, at its upper
+    estimates (without it 1.7% of a's requests were served late and its p99
+    passed the deadline; counted at the means, 0.8% were late)."""
     rec, gw, window = run([Stream("a", 8000, EXP), Stream("b", 8000, EXP)],
                           [("a", 1.0, 0.02), ("b", 1.0, 0.05)], duration=3.0, slots=2)
     for name, slo in (("a", 0.02), ("b", 0.05)):
         t = rec.tenants[name]
         assert t.completed > 10_000
-        assert t.completed - t.ontime <= 0.01 * t.completed
+        assert t.completed - t.ontime <= 0.003 * t.completed
         assert p99_ms(t) <= slo * 1e3
     # One at a time per worker: 8 workers of 1 ms cannot serve more than
     # 8000/s, however many slots they have.
