@@ -145,6 +145,12 @@ class Gateway:
     while the limit's worth are in flight; ``complete()`` feeds it each
     request's dispatch-to-completion time and outcome.  Admission plans with
     at most ``limit`` servers.
+
+    ``native=True``: admission's accounts and DRR run in C
+    (:class:`dataplane.control.native.NativeDRR`), three calls per request,
+    the same decisions as the Python objects (DRR over reject-new queues
+    only; no CoDel).  ``max_pending`` bounds its requests queued or running;
+    past it a request is refused OVERLOADED.
     """
 
     def __init__(
