@@ -51,7 +51,7 @@ def refusal(msg: bytes, reason: Reason) -> bytes:
     return REP.pack(rid, tenant, t, 1 + REASONS.index(reason), -1)
 
 
-def serve(url: str, expected: int) -> None:
+def serve(url: str, expected: int, native: bool = False) -> None:
     """The gateway: channel in, control plane, executor, channel out."""
     with dataplane.bind(url, busy_poll=False) as ch, Executor(model, workers=1, policy="partitioned",
                                                              max_request=REQ.size + 4 * DIM) as ex:
@@ -62,7 +62,7 @@ def serve(url: str, expected: int) -> None:
             ch.send(refusal(req.payload, reason))
             answered += 1
 
-        gw = Gateway(1, clock=MonotonicClock(), scheduler="drr", on_drop=dropped)
+        gw = Gateway(1, clock=MonotonicClock(), scheduler="drr", on_drop=dropped, native=native)
         for tenant, (_, weight, slo) in TENANTS.items():
             gw.add_tenant(tenant, weight, slo=slo)
         running: dict[int, tuple[Request, float]] = {}
@@ -155,6 +155,7 @@ def main() -> None:
     p.add_argument("--interactive-rate", type=float, default=300.0, help="requests/s")
     p.add_argument("--batch-rate", type=float, default=6000.0, help="requests/s")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--native", action="store_true", help="admission and DRR on the C data path")
     args = p.parse_args()
     url = f"shm://gw-demo-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     schedule = make_schedule(args.seconds, {0: args.interactive_rate, 1: args.batch_rate}, args.seed)
@@ -167,7 +168,7 @@ def main() -> None:
         finally:
             os._exit(code)
     try:
-        serve(url, len(schedule))
+        serve(url, len(schedule), args.native)
     finally:
         _, status = os.waitpid(pid, 0)
     raise SystemExit(os.waitstatus_to_exitcode(status))

@@ -5,6 +5,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
 
 
@@ -19,8 +21,9 @@ def test_pingpong_example():
     assert "round trip" in out
 
 
-def test_inference_gateway_answers_every_request_once():
-    out = run(str(EXAMPLES / "inference_gateway.py"), "--seconds", "1", "--batch-rate", "3000")
+@pytest.mark.parametrize("path", [[], ["--native"]], ids=["python", "native"])
+def test_inference_gateway_answers_every_request_once(path):
+    out = run(str(EXAMPLES / "inference_gateway.py"), "--seconds", "1", "--batch-rate", "3000", *path)
     rows = {m.group(1): (int(m.group(2)), int(m.group(3)), m.group(4))
             for m in re.finditer(r"^(interactive|batch)\s+(\d+)\s+(\d+)\s+\d+\s+\S+\s+\S+\s+\d+\s+(.*)$", out, re.M)}
     assert set(rows) == {"interactive", "batch"}, out
