@@ -6,7 +6,7 @@ they finished, what was shed."""
 import math
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from dataplane.clock import VirtualClock
@@ -25,8 +25,11 @@ from dataplane.control import (
     arrivals,
     simulate,
 )
+from dataplane._ffi import fast_ffi, fast_lib
+from dataplane.control import AdmissionController, DRRScheduler
+from dataplane.control.admission import Account
 from dataplane.control.errors import QueueFull
-from dataplane.control.native import NativeDRR
+from dataplane.control.native import AGAIN, EMPTY, FULL, REFUSED, NativeDRR
 
 EXP = Service("exp", 1e-3)
 
@@ -44,6 +47,7 @@ def trace(native, streams, tenants, *, servers=8, duration=1.0, seed=1, weight_c
     changes = list(weight_changes)
 
     def service_time(req, worker, now):
+        events.append(("start", req.payload[1], req.tenant, worker, now))
         while changes and changes[0][0] <= now:
             _, who, w = changes.pop(0)
             gw.set_weight(who, w)
@@ -57,7 +61,7 @@ def trace(native, streams, tenants, *, servers=8, duration=1.0, seed=1, weight_c
 
     rec = simulate(gw, clock, arrivals(streams, duration, seed=seed), recorder=Recorder(),
                    service_time=service_time,
-                   on_complete=lambda req, t: events.append(("done", req.payload[1], req.tenant, req.worker, t)))
+                   on_complete=lambda req, t: events.append(("done", req.payload[1], req.tenant, t)))
     per_tenant = {}
     for name, r in rec.tenants.items():
         per_tenant[name] = (r.offered, r.admitted, dict(r.rejected), r.completed, r.ontime, r.shed,
@@ -71,7 +75,7 @@ def same(streams, tenants, **kw):
     nat = trace(True, streams, tenants, **kw)
     assert nat[1] == py[1]   # per-tenant outcomes
     assert nat[2] == py[2]   # the gateway's own counters
-    assert nat[0] == py[0]   # every completion and drop, in order, with its time and worker
+    assert nat[0] == py[0]   # every start (worker, time), completion and drop, in order
     return py, nat
 
 
@@ -179,3 +183,170 @@ def test_handles_are_recycled_and_bounded():
     assert gw.pending == 0 and gw.admission.n == 0 and gw.admission.inflight == 0.0
     st = gw.tenant_stats("a")
     assert st.completed == 200 and st.rejected[Reason.OVERLOADED] == 100
+
+
+class _Item:
+    __slots__ = ("tenant", "cost", "est", "upper", "deadline")
+
+    def __init__(self, tenant, cost, est, upper, deadline):
+        self.tenant, self.cost, self.est, self.upper, self.deadline = tenant, cost, est, upper, deadline
+
+
+_op = st.one_of(
+    st.tuples(st.just("submit"), st.integers(0, 2), st.sampled_from([0.0, 0.3, 1.0, 2.5]),
+              st.sampled_from([1e-3, 3e-4, 2.2e-3]), st.sampled_from([0.0, 5e-4, 4e-3]),
+              st.sampled_from([1e-3, 5e-3, 2e-2, 1.0]), st.booleans()),
+    st.tuples(st.just("next"), st.sampled_from([0.0, 1e-3, 3e-3]), st.booleans()),
+    st.tuples(st.just("done"), st.integers(0, 50)),
+    st.tuples(st.just("weight"), st.integers(0, 2), st.sampled_from([0.5, 1.0, 3.0])),
+    st.tuples(st.just("servers"), st.sampled_from([1, 2, 3])),
+    st.tuples(st.just("tick"), st.sampled_from([1e-4, 1e-3, 7e-3])),
+)
+
+
+@pytest.mark.parametrize("sparse", [True, False])
+@settings(max_examples=300, deadline=None)
+@given(quantum=st.sampled_from([0.5, 1.0, 2.0]), caps=st.lists(st.integers(1, 6), min_size=3, max_size=3),
+       ops=st.lists(_op, min_size=1, max_size=120))
+# Float residues: (1e-3 + 3e-4) - 1e-3 - 3e-4 is -2**-64, which the account
+# must snap to 0 as Python does.
+@example(quantum=1.0, caps=[6, 6, 6], ops=[("submit", 0, 0.3, 1e-3, 0.0, 1.0, False),
+                                          ("submit", 0, 0.3, 3e-4, 0.0, 1.0, False),
+                                          ("next", 0.0, False), ("next", 0.0, False)])
+def test_every_account_is_bit_identical_after_every_step(sparse, quantum, caps, ops):
+    """NativeDRR against AdmissionController + DRRScheduler, driven the way
+    the gateway drives them, one random operation at a time: the same
+    answers, and every account (queued, in flight, n, each tenant's work,
+    the backlogged weight, the backlogs) equal to the last bit."""
+    adm = AdmissionController(1)
+    drr = DRRScheduler(quantum, sparse=sparse, capacity=100)
+    nat = NativeDRR(quantum, sparse=sparse, capacity=100, max_pending=64)
+    accts, weights = [Account(t) for t in range(3)], [1.0, 1.0, 1.0]
+    for t in range(3):
+        drr.add_tenant(t, 1.0, capacity=caps[t])
+        nat.add_tenant(t, 1.0, capacity=caps[t])
+    h, finish, gone = nat.handle, fast_ffi.new("double *"), fast_ffi.new("int64_t *")
+    running_py, running_nat = [], []  # parallel lists: an item and its handle
+    now = 1.0
+    for op in ops:
+        if op[0] == "tick":
+            now += op[1]
+        elif op[0] == "servers":
+            adm.servers = nat.servers = op[1]
+        elif op[0] == "weight":
+            weights[op[1]] = op[2]
+            drr.set_weight(op[1], op[2])
+            nat.set_weight(op[1], op[2])
+        elif op[0] == "submit":
+            _, t, cost, est, upper, rel, decide = op
+            it = _Item(t, cost, est, est + upper, now + rel)
+            if decide:
+                exc = adm.try_admit(accts[t], est, it.upper, it.deadline, now, weights[t], drr.active_weight)
+                py = "refused" if exc is not None else None
+            else:
+                adm.account_queued(accts[t], est)
+                py = None
+            if py is None:
+                try:
+                    drr.enqueue(it, now)
+                    py = "queued"
+                except QueueFull:
+                    adm.dropped(accts[t], est)
+                    py = "full"
+            rc = fast_lib.dp_fq_submit(h, t, cost, est, it.upper, it.deadline, now, decide, finish)
+            got = "refused" if rc == REFUSED else "full" if rc == FULL else "queued" if rc >= 0 else rc
+            assert got == py
+            if py == "refused":  # the same refusal, down to the predicted finish
+                mine = AdmissionController._refusal(finish[0], it.deadline, now, it.upper)
+                assert mine.reason is exc.reason and repr(mine.retry_after) == repr(exc.retry_after)
+        elif op[0] == "next":
+            _, ahead, shed = op
+            while True:
+                it = drr.dequeue()
+                rc = fast_lib.dp_fq_next(h, now, ahead, shed, gone)
+                if it is None:
+                    assert rc == EMPTY
+                    break
+                assert rc >= 0 or rc == AGAIN
+                if shed and now + ahead + it.upper > it.deadline:
+                    drr.refund(it)
+                    adm.dropped(accts[it.tenant], it.est)
+                    assert rc == AGAIN
+                    continue
+                adm.dequeued(accts[it.tenant], it.est)
+                assert rc >= 0
+                running_py.append(it)
+                running_nat.append(rc)
+                break
+        elif op[0] == "done" and running_py:
+            i = op[1] % len(running_py)
+            adm.completed(running_py.pop(i).est)
+            assert fast_lib.dp_fq_done(h, running_nat.pop(i)) == 0
+        assert (adm.queued.hex(), adm.inflight.hex(), adm.n) == (nat.queued.hex(), nat.inflight.hex(), nat.n)
+        assert drr.active_weight.hex() == nat.active_weight.hex() and len(drr) == len(nat)
+        for t in range(3):
+            assert accts[t].work.hex() == nat.work(t).hex() and drr.backlog(t) == nat.backlog(t)
+    # A handle that is not running is refused, and changes nothing.
+    assert fast_lib.dp_fq_done(h, -1) < 0 and fast_lib.dp_fq_done(h, 64) < 0
+    n = nat.n
+    for spare in range(64):
+        if spare not in running_nat:
+            assert fast_lib.dp_fq_done(h, spare) < 0
+    assert nat.n == n
+
+
+def test_a_request_is_in_one_native_gateway_once():
+    """Submitting a queued request again, or completing one that is not
+    running here, is refused before anything changes."""
+    clock = VirtualClock()
+    gw = Gateway(2, clock=clock, native=True)
+    other = Gateway(2, clock=clock)
+    for g in (gw, other):
+        g.add_tenant("a", slo=1.0)
+    r = Request("a")
+    gw.submit(r)
+    with pytest.raises(InvalidRequest, match="already queued"):
+        gw.submit(r)
+    s = Request("a")
+    other.submit(s)
+    stranger = other.dispatch()
+    with pytest.raises(InvalidRequest, match="not in flight"):
+        gw.complete(stranger, 1e-3)
+    assert gw.pending == 1 and gw.admission.n == 1 and gw.inflight == 0
+    mine = gw.dispatch()
+    gw.complete(mine, 1e-3)
+    with pytest.raises(InvalidRequest):
+        gw.complete(mine, 1e-3)  # twice
+    assert gw.admission.n == 0 and gw.admission.inflight == 0.0
+
+
+def test_a_drop_callback_may_submit_again_or_raise():
+    """Each shed request is reported before anything else is dequeued: a
+    callback that resubmits (a retry) or raises leaves every account right."""
+    clock = VirtualClock()
+    gw = Gateway(1, clock=clock, native=True, estimator=ServiceEstimator(1e-3, 1e-3))
+    gw.add_tenant("a", slo=1.0)
+    for k in range(3):
+        gw.submit(Request("a", deadline=0.0101 + k * 1e-4, payload=k))
+    gw.submit(Request("a", deadline=1.0, payload="keep"))
+    retried = []
+
+    def retry(req, reason):
+        retried.append(req.payload)
+        if req.payload == 0:
+            gw.submit(Request("a", deadline=5.0, payload="retry"))
+        if req.payload == 1:
+            raise RuntimeError("callback failed")
+
+    gw.on_drop = retry
+    clock.set(0.01)  # the first three can no longer finish in time
+    with pytest.raises(RuntimeError):
+        gw.dispatch()
+    assert retried == [0, 1] and gw.pending == 3 and gw.admission.n == 3
+    got = [gw.dispatch()]
+    assert retried == [0, 1, 2] and got[0].payload == "keep"
+    gw.complete(got[0], 1e-3)
+    r = gw.dispatch()
+    assert r.payload == "retry"
+    gw.complete(r, 1e-3)
+    assert gw.pending == 0 and gw.admission.n == 0 and gw.tenant_stats("a").shed == 3

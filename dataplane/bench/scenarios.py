@@ -350,7 +350,7 @@ def overhead(n: int = 100_000, tenants: int = 4, scheduler: str = "drr", repeats
         fq, e, items = gw.scheduler.handle, gw.estimator.get(names[0]), [None] * (1 << 20)
         index = {t: gw.scheduler.index(t) for t in names}
         submit, nxt, done = fast_lib.dp_fq_submit, fast_lib.dp_fq_next, fast_lib.dp_fq_done
-        finish, gone, n_gone = fast_ffi.new("double *"), fast_ffi.new("int64_t[]", 64), fast_ffi.new("uint32_t *")
+        finish, gone = fast_ffi.new("double *"), fast_ffi.new("int64_t *")
         now = time.perf_counter
         for r in reqs(64 * tenants):
             items[submit(fq, index[r.tenant], r.cost, e.mean, e.upper, far, 0.0, 1, finish)] = r
@@ -362,7 +362,7 @@ def overhead(n: int = 100_000, tenants: int = 4, scheduler: str = "drr", repeats
                 if h < 0:
                     raise RuntimeError(f"dp_fq_submit refused ({h})")
                 items[h] = r
-                h = nxt(fq, t, 0.0, 1, gone, 64, n_gone)
+                h = nxt(fq, t, 0.0, 1, gone)
                 x = items[h]
                 done(fq, h)
         return loop

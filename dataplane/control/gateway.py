@@ -48,7 +48,7 @@ from dataplane.control.errors import (
     rejection,
 )
 from dataplane.control.estimator import ServiceEstimator
-from dataplane.control.native import GONE_CAP, NativeDRR
+from dataplane.control.native import NativeDRR
 from dataplane.control.fifo import FIFOScheduler
 from dataplane.control.queues import ShedPolicy
 from dataplane.control.request import Request
@@ -202,8 +202,7 @@ class Gateway:
             self._fq = self._sched.handle
             self._items: list[Request | None] = [None] * self._sched.max_pending
             self._finish = _fast_ffi.new("double *")
-            self._gone = _fast_ffi.new("int64_t[]", GONE_CAP)
-            self._n_gone = _fast_ffi.new("uint32_t *")
+            self._gone = _fast_ffi.new("int64_t *")
         else:
             self._sched = _make_scheduler(scheduler, quantum, queue_capacity, shed_policy)
             self.admission = AdmissionController(len(names), fair=self._sched.FAIR)
@@ -354,7 +353,12 @@ class Gateway:
     def _submit_native(self, req: Request, t: _Tenant, st: TenantStats, c: float, est: float, upper: float,
                        d: float, now: float) -> None:
         # Admission and enqueue in one C call (native/fast/fairq.c).
-        h = _fq_submit(self._fq, t.index, c, est, upper, d, now, self.admission_enabled, self._finish)
+        if req.handle != -1:
+            raise InvalidRequest(f"{req!r} is already queued or running on a native gateway")
+        try:
+            h = _fq_submit(self._fq, t.index, c, est, upper, d, now, self.admission_enabled, self._finish)
+        except OverflowError:
+            raise InvalidRequest(f"cost {c!r} or deadline {d!r} is out of a double's range") from None
         if h < 0:
             if h == _FQ_REFUSED:
                 exc = AdmissionController._refusal(self._finish[0], d, now, upper)
@@ -368,27 +372,23 @@ class Gateway:
         st.admitted += 1
 
     def _next_native(self, w: _Worker, now: float) -> Request | None:
-        """dispatch()'s dequeue on the native path: the shed requests are
-        reported here, their accounts were kept in C."""
-        items, gone, n_gone = self._items, self._gone, self._n_gone
+        """dispatch()'s dequeue on the native path.  The C call sheds one
+        expired request at a time (its accounts kept there) and returns, so
+        each is reported, callbacks and all, before the next dequeue."""
+        items, gone = self._items, self._gone
         while True:
-            h = _fq_next(self._fq, now, w.work, self.shed_expired, gone, GONE_CAP, n_gone)
-            for i in range(n_gone[0]):
-                g = gone[i]
-                req = items[g]
-                items[g] = None
-                self._report_shed(req)
+            h = _fq_next(self._fq, now, w.work, self.shed_expired, gone)
             if h >= 0:
                 return items[h]
             if h != _FQ_AGAIN:
                 return None
-
-    def _report_shed(self, req: Request) -> None:
-        req.handle = -1
-        t = self._tenants[req.tenant]
-        t.stats.shed += 1
-        if self.on_drop is not None:
-            self.on_drop(req, Reason.DEADLINE)
+            g = gone[0]
+            req = items[g]
+            items[g] = None
+            req.handle = -1
+            self._tenants[req.tenant].stats.shed += 1
+            if self.on_drop is not None:
+                self.on_drop(req, Reason.DEADLINE)
 
     def dispatch(self) -> Request | None:
         """The next request to run, with ``req.worker`` set; None if no
@@ -462,7 +462,8 @@ class Gateway:
         (seconds; trains the estimate), whether it succeeded, and the latency
         its worker showed (for the breaker; default ``service_time``)."""
         w = self._by_name.get(req.worker)
-        if w is None:
+        if w is None or (self._fq is not None and not (0 <= req.handle < len(self._items)
+                                                       and self._items[req.handle] is req)):
             raise InvalidRequest(f"{req!r} is not in flight from this gateway")
         req.worker = None
         b = w.busy = w.busy - 1
@@ -472,7 +473,8 @@ class Gateway:
             h = req.handle
             req.handle = -1
             self._items[h] = None
-            _fq_done(self._fq, h)
+            if _fq_done(self._fq, h) < 0:  # pragma: no cover - the check above stands guard
+                raise InvalidRequest(f"{req!r} was not running")
         else:
             self._completed(req.est)
         st = self._tenants[req.tenant].stats

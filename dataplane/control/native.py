@@ -25,7 +25,6 @@ from dataplane.control.queues import ShedPolicy, check_capacity, check_policy
 # fairq.h's return codes.
 EMPTY, REFUSED, FULL, EINVAL, NOMEM, AGAIN = (fast_lib.DP_FQ_EMPTY, fast_lib.DP_FQ_REFUSED, fast_lib.DP_FQ_FULL,
                                              fast_lib.DP_FQ_EINVAL, fast_lib.DP_FQ_NOMEM, fast_lib.DP_FQ_AGAIN)
-GONE_CAP = 64  # handles shed per dp_fq_next call before it asks to be called again
 
 
 class _QueueView:
@@ -53,7 +52,8 @@ class _QueueView:
 
 class NativeDRR:
     """Weighted DRR and admission accounts in C.  ``max_pending`` bounds the
-    requests queued or running at once (a handle each)."""
+    requests queued or running at once (a handle each, 48 bytes);
+    ``max_tenants`` the tenants (past it, adding one is an InvalidRequest)."""
 
     FAIR = True
 
@@ -68,8 +68,8 @@ class NativeDRR:
         if check_policy(policy) is not ShedPolicy.REJECT_NEW:
             raise InvalidRequest(f"the native path sheds by reject-new only, not {policy!r}")
         for name, v in (("max_tenants", max_tenants), ("max_pending", max_pending)):
-            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 1 << 30:
-                raise InvalidRequest(f"{name} must be an int in 1..2**30, got {v!r}")
+            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 1 << 22:
+                raise InvalidRequest(f"{name} must be an int in 1..2**22, got {v!r}")
         h = fast_lib.dp_fq_create(max_tenants, max_pending, self.quantum,
                                   fast_lib.DP_FQ_F_SPARSE if self.sparse else 0)
         if h == fast_ffi.NULL:

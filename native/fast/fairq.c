@@ -18,10 +18,13 @@ struct tenant {
     uint8_t exists, active;
 };
 
+enum { ITEM_FREE, ITEM_QUEUED, ITEM_RUNNING };
+
 struct item {
     double cost, est, upper, deadline;
     int64_t next; /* FIFO link while queued, free-list link while free */
     uint32_t tenant;
+    uint32_t state; /* ITEM_*: a handle is only acted on in the state it must be in */
 };
 
 /* A deque of tenant ids (Python's collections.deque of flows). */
@@ -164,6 +167,7 @@ int64_t dp_fq_submit(dp_fq *q, uint32_t t, double cost, double est, double upper
     it->upper = upper;
     it->deadline = deadline;
     it->tenant = t;
+    it->state = ITEM_QUEUED;
     it->next = NIL;
     if (f->tail == NIL)
         f->head = h;
@@ -284,55 +288,49 @@ static int64_t dequeue(dp_fq *q)
 
 static void free_item(dp_fq *q, int64_t h)
 {
+    q->it[h].state = ITEM_FREE;
     q->it[h].next = q->free_head;
     q->free_head = h;
 }
 
-int64_t dp_fq_next(dp_fq *q, double now, double ahead, int shed, int64_t *gone, uint32_t gone_cap,
-                   uint32_t *n_gone)
+int64_t dp_fq_next(dp_fq *q, double now, double ahead, int shed, int64_t *gone)
 {
-    uint32_t k = 0;
-    *n_gone = 0;
-    for (;;) {
-        if (k == gone_cap && k) {
-            *n_gone = k;
-            return DP_FQ_AGAIN;
-        }
-        int64_t h = dequeue(q);
-        if (h == NIL) {
-            *n_gone = k;
-            return DP_FQ_EMPTY;
-        }
-        struct item *it = &q->it[h];
-        struct tenant *f = &q->t[it->tenant];
-        if (shed && now + ahead + it->upper > it->deadline) {
-            if (f->active) /* DRRScheduler.refund */
-                f->deficit += it->cost;
-            acct_dropped(q, f, it->est);
-            free_item(q, h);
-            if (gone_cap)
-                gone[k++] = h;
-            continue;
-        }
-        /* AdmissionController.dequeued */
-        double left = f->work - it->est;
-        f->work = left > 1e-9 * it->est ? left : 0.0;
-        q->queued -= it->est;
-        q->inflight += it->est;
-        *n_gone = k;
-        return h;
+    int64_t h = dequeue(q);
+    if (h == NIL)
+        return DP_FQ_EMPTY;
+    struct item *it = &q->it[h];
+    struct tenant *f = &q->t[it->tenant];
+    if (shed && now + ahead + it->upper > it->deadline) {
+        if (f->active) /* DRRScheduler.refund */
+            f->deficit += it->cost;
+        acct_dropped(q, f, it->est);
+        free_item(q, h);
+        /* One at a time: the caller reports it (its callback may submit
+         * again) before anything else is dequeued, as the Python path does. */
+        *gone = h;
+        return DP_FQ_AGAIN;
     }
+    /* AdmissionController.dequeued */
+    double left = f->work - it->est;
+    f->work = left > 1e-9 * it->est ? left : 0.0;
+    q->queued -= it->est;
+    q->inflight += it->est;
+    it->state = ITEM_RUNNING;
+    return h;
 }
 
 /* AdmissionController.completed */
-void dp_fq_done(dp_fq *q, int64_t handle)
+int dp_fq_done(dp_fq *q, int64_t handle)
 {
+    if (handle < 0 || handle >= (int64_t)q->max_items || q->it[handle].state != ITEM_RUNNING)
+        return DP_FQ_EINVAL;
     double est = q->it[handle].est;
     if (--q->n)
         q->inflight -= est;
     else
         q->queued = q->inflight = 0.0;
     free_item(q, handle);
+    return 0;
 }
 
 uint32_t dp_fq_backlog(const dp_fq *q, uint32_t t) { return t < q->max_tenants ? q->t[t].count : 0; }

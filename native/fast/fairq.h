@@ -16,7 +16,7 @@
 #define DP_FQ_FULL -3       /* dp_fq_submit: the tenant's queue is full */
 #define DP_FQ_EINVAL -4     /* bad tenant, weight, cost or capacity */
 #define DP_FQ_NOMEM -5      /* no free request handle */
-#define DP_FQ_AGAIN -6      /* dp_fq_next: gone[] is full, report and call again */
+#define DP_FQ_AGAIN -6      /* dp_fq_next: one was shed, report it and call again */
 
 #define DP_FQ_F_SPARSE 1    /* newly backlogged tenants first (RFC 8290) */
 
@@ -41,15 +41,15 @@ int64_t dp_fq_submit(dp_fq *q, uint32_t t, double cost, double est, double upper
                      int decide, double *finish);
 
 /* The next request in DRR order, accounted as dispatched, or DP_FQ_EMPTY.
- * When shed != 0, requests that cannot finish by their deadline
- * (now + ahead + upper > deadline; ahead: the work already on the worker)
- * are shed on the way: refunded, accounted as dropped, and their handles
- * written to gone[] (room for gone_cap >= 1; *n_gone says how many).  If
- * gone[] fills, DP_FQ_AGAIN: report those and call again. */
-int64_t dp_fq_next(dp_fq *q, double now, double ahead, int shed, int64_t *gone, uint32_t gone_cap,
-                   uint32_t *n_gone);
-/* A dispatched request finished (its handle is free again). */
-void dp_fq_done(dp_fq *q, int64_t handle);
+ * When shed != 0, a request that cannot finish by its deadline
+ * (now + ahead + upper > deadline; ahead: what the worker already holds)
+ * is shed instead: refunded, accounted as dropped, its handle freed and
+ * written to *gone, and DP_FQ_AGAIN returned, so the caller reports it
+ * (its callbacks may submit again) before anything else is dequeued. */
+int64_t dp_fq_next(dp_fq *q, double now, double ahead, int shed, int64_t *gone);
+/* A dispatched request finished; its handle is free again.  DP_FQ_EINVAL
+ * (and nothing changed) for a handle that is not running. */
+int dp_fq_done(dp_fq *q, int64_t handle);
 
 /* Introspection. */
 uint32_t dp_fq_backlog(const dp_fq *q, uint32_t t);
