@@ -259,25 +259,21 @@ def test_every_account_is_bit_identical_after_every_step(sparse, quantum, caps, 
             if py == "refused":  # the same refusal, down to the predicted finish
                 mine = AdmissionController._refusal(finish[0], it.deadline, now, it.upper)
                 assert mine.reason is exc.reason and repr(mine.retry_after) == repr(exc.retry_after)
-        elif op[0] == "next":
+        elif op[0] == "next":  # one call: a dequeue, or one shed (anything may come between two)
             _, ahead, shed = op
-            while True:
-                it = drr.dequeue()
-                rc = fast_lib.dp_fq_next(h, now, ahead, shed, gone)
-                if it is None:
-                    assert rc == EMPTY
-                    break
-                assert rc >= 0 or rc == AGAIN
-                if shed and now + ahead + it.upper > it.deadline:
-                    drr.refund(it)
-                    adm.dropped(accts[it.tenant], it.est)
-                    assert rc == AGAIN
-                    continue
+            it = drr.dequeue()
+            rc = fast_lib.dp_fq_next(h, now, ahead, shed, gone)
+            if it is None:
+                assert rc == EMPTY
+            elif shed and now + ahead + it.upper > it.deadline:
+                drr.refund(it)
+                adm.dropped(accts[it.tenant], it.est)
+                assert rc == AGAIN
+            else:
                 adm.dequeued(accts[it.tenant], it.est)
                 assert rc >= 0
                 running_py.append(it)
                 running_nat.append(rc)
-                break
         elif op[0] == "done" and running_py:
             i = op[1] % len(running_py)
             adm.completed(running_py.pop(i).est)
@@ -293,6 +289,81 @@ def test_every_account_is_bit_identical_after_every_step(sparse, quantum, caps, 
         if spare not in running_nat:
             assert fast_lib.dp_fq_done(h, spare) < 0
     assert nat.n == n
+
+
+def test_a_refused_resubmit_or_stray_completion_changes_nothing():
+    """Resubmitting a running request is refused before it is counted,
+    charged to the bucket or re-estimated; completing a request that is only
+    queued here (it carries another gateway's worker) is refused before any
+    account moves."""
+    clock = VirtualClock()
+    est = ServiceEstimator(1e-3, 1e-3)
+    gw = Gateway(1, clock=clock, native=True, slots=2, estimator=est)
+    gw.add_tenant("a", slo=1.0, rate=100.0, burst=3.0)
+    r = Request("a")
+    gw.submit(r)
+    running = gw.dispatch()
+    for _ in range(40):  # the estimate moves on
+        est.observe("a", 0.05)
+    tokens = gw._tenants["a"].bucket.tokens  # noqa: SLF001 - what a refused call must not spend
+    with pytest.raises(InvalidRequest, match="already queued"):
+        gw.submit(running)
+    assert gw.tenant_stats("a").submitted == 1 and running.upper == 1e-3
+    assert gw._tenants["a"].bucket.tokens == tokens  # noqa: SLF001
+    other = Gateway(1, clock=clock, estimator=ServiceEstimator(1e-3, 1e-3))
+    other.add_tenant("a", slo=1.0)
+    stray = Request("a")
+    other.submit(stray)
+    assert other.dispatch() is stray and stray.worker == 0
+    stray.handle = -1
+    gw.submit(stray)  # now queued here, still carrying the other's worker
+    with pytest.raises(InvalidRequest, match="not in flight"):
+        gw.complete(stray, 1e-3)
+    assert gw.inflight == 1 and gw.pending == 1 and gw.admission.n == 2
+    gw.complete(running, 1e-3)
+    nxt = gw.dispatch()
+    assert nxt is stray
+    gw.complete(nxt, 1e-3)
+    assert gw.admission.n == 0 and gw.admission.inflight == 0.0 and gw.inflight == 0
+
+
+@pytest.mark.parametrize("native", [False, True], ids=["python", "native"])
+def test_a_drop_callback_that_dispatches_or_raises_keeps_slots_and_probes(native):
+    """A drop callback may call dispatch() itself: the outer call then stops
+    rather than overfill the worker.  One that raises while the worker is
+    being probed gives the probe back, so the breaker can still close."""
+    clock = VirtualClock()
+    gw = Gateway(1, clock=clock, native=native, estimator=ServiceEstimator(1e-3, 1e-3),
+                 breaker={"backoff": 0.01, "max_backoff": 0.01, "probes": 1})
+    gw.add_tenant("a", slo=1.0)
+    gw.submit(Request("a", deadline=0.0101, payload="late"))
+    gw.submit(Request("a", deadline=1.0, payload="ok"))
+    gw.submit(Request("a", deadline=1.0, payload="ok2"))
+    inner = []
+    gw.on_drop = lambda req, why: inner.append(gw.dispatch())
+    clock.set(0.01)
+    assert gw.dispatch() is None and [r.payload for r in inner] == ["ok"]
+    assert gw.inflight == 1  # one slot, one request
+    gw.complete(inner[0], 1e-3)
+    gw.on_drop = None
+    gw.complete(gw.dispatch(), 1e-3)  # ok2
+
+    gw.submit(Request("a", deadline=0.0125, payload="late"))
+    gw.submit(Request("a", deadline=5.0, payload="probe"))
+    gw.breaker(0).force_open("test", clock.now())
+    clock.set(0.05)  # past the back-off: the worker may be probed, "late" is
+
+    def boom(req, why):
+        raise RuntimeError("callback failed")
+
+    gw.on_drop = boom
+    with pytest.raises(RuntimeError):
+        gw.dispatch()
+    gw.on_drop = None
+    r = gw.dispatch()  # the probe was given back: it can go now
+    assert r is not None and r.payload == "probe"
+    gw.complete(r, 1e-3)
+    assert gw.breaker(0).state is BreakerState.CLOSED
 
 
 def test_a_request_is_in_one_native_gateway_once():

@@ -58,6 +58,14 @@ _INF = math.inf
 _fq_submit, _fq_next, _fq_done = _fast_lib.dp_fq_submit, _fast_lib.dp_fq_next, _fast_lib.dp_fq_done
 _FQ_REFUSED, _FQ_FULL, _FQ_AGAIN = _fast_lib.DP_FQ_REFUSED, _fast_lib.DP_FQ_FULL, _fast_lib.DP_FQ_AGAIN
 _CLOSED = BreakerState.CLOSED
+
+
+def _as_doubles(*values: Any) -> None:
+    for v in values:
+        try:
+            float(v)
+        except OverflowError:
+            raise InvalidRequest(f"{v!r} is out of a double's range (the native path)") from None
 _RATE_LIMITED = Reason.RATE_LIMITED
 
 
@@ -294,6 +302,8 @@ class Gateway:
     # -- data path -------------------------------------------------------------
     def submit(self, req: Request) -> None:
         """Queue ``req`` or raise :class:`Rejected` (or :class:`InvalidRequest`)."""
+        if self._fq is not None and req.handle != -1:
+            raise InvalidRequest(f"{req!r} is already queued or running on a native gateway")
         t = self._tenants.get(req.tenant)
         if t is None:
             t = self._tenant(req.tenant)
@@ -320,6 +330,8 @@ class Gateway:
             ok = False
         if not ok:
             self._bad_deadline(d, now, st)
+        if self._fq is not None and not (type(c) is float and type(d) is float):
+            _as_doubles(c, d)  # before anything is charged: the C path takes doubles
         if t.bucket is not None and not t.bucket.try_take(c, now):
             self._rate_limited(t, c, now)
         if not self._n_closed and not self._any_probe_due(now):
@@ -353,12 +365,7 @@ class Gateway:
     def _submit_native(self, req: Request, t: _Tenant, st: TenantStats, c: float, est: float, upper: float,
                        d: float, now: float) -> None:
         # Admission and enqueue in one C call (native/fast/fairq.c).
-        if req.handle != -1:
-            raise InvalidRequest(f"{req!r} is already queued or running on a native gateway")
-        try:
-            h = _fq_submit(self._fq, t.index, c, est, upper, d, now, self.admission_enabled, self._finish)
-        except OverflowError:
-            raise InvalidRequest(f"cost {c!r} or deadline {d!r} is out of a double's range") from None
+        h = _fq_submit(self._fq, t.index, c, est, upper, d, now, self.admission_enabled, self._finish)
         if h < 0:
             if h == _FQ_REFUSED:
                 exc = AdmissionController._refusal(self._finish[0], d, now, upper)
@@ -389,6 +396,41 @@ class Gateway:
             self._tenants[req.tenant].stats.shed += 1
             if self.on_drop is not None:
                 self.on_drop(req, Reason.DEADLINE)
+                if self._taken(w):
+                    return None
+
+    def _next_python(self, w: _Worker, now: float) -> Request | None:
+        """dispatch()'s dequeue on the Python path, shedding on the way."""
+        dequeue, tenants, shed = self._dequeue, self._tenants, self.shed_expired
+        while True:
+            req = dequeue()
+            if req is None:
+                return None
+            t = tenants[req.tenant]
+            cd = t.codel
+            # With slots > 1 it waits for what the worker already holds.
+            if shed and now + w.work + req.upper > req.deadline:
+                # It cannot finish in time: shed it instead of serving it
+                # late, and give its tenant the share back.
+                self._refund(req)
+                self._drop(req, Reason.DEADLINE, evicted=False)
+                if cd is not None and not t.queue:
+                    cd.empty()  # CoDel never saw the queue run dry
+            elif cd is not None and cd.should_shed(req.started, now, backlog=len(t.queue)):
+                # A standing queue: shed it (reported like any shed, reason
+                # OVERLOADED) and give its tenant the share back.
+                self._refund(req)
+                self._drop(req, Reason.OVERLOADED, evicted=False)
+            else:
+                return req
+            if self.on_drop is not None and self._taken(w):
+                return None
+
+    def _taken(self, w: _Worker) -> bool:
+        """After a drop callback: did it dispatch (re-entering) what this
+        call was about to?  Then this call stops, carrying nothing."""
+        lim = self._limiter
+        return w.busy >= w.slots or (lim is not None and self._n_inflight >= lim.limit)
 
     def dispatch(self) -> Request | None:
         """The next request to run, with ``req.worker`` set; None if no
@@ -403,80 +445,53 @@ class Gateway:
         w = self._pick(now)
         if w is None:
             return None
-        if self._fq is not None:
-            req = self._next_native(w, now)
-            if req is None:
-                if w.breaker is not None and w.breaker.state is not _CLOSED:
-                    w.breaker.release_probe()
-                return None
-            w.busy += 1
-            w.work += req.upper
-            w.dispatched += 1
-            if lim is not None:
-                self._n_inflight += 1
-            req.worker = w.name
-            req.started = now
-            self._tenants[req.tenant].stats.dispatched += 1
-            return req
-        dequeue = self._dequeue
-        dequeued = self._dequeued
-        tenants = self._tenants
-        shed = self.shed_expired
-        while True:
-            req = dequeue()
-            if req is None:
-                if w.breaker is not None and w.breaker.state is not _CLOSED:
-                    w.breaker.release_probe()  # the reserved probe found nothing to carry
-                return None
-            t = tenants[req.tenant]
-            # With slots > 1 it waits for what the worker already holds.
-            if shed and now + w.work + req.upper > req.deadline:
-                # It cannot finish in time: shed it instead of serving it
-                # late, and give its tenant the share back.
-                self._refund(req)
-                self._drop(req, Reason.DEADLINE, evicted=False)
-                cd = t.codel
-                if cd is not None and not t.queue:
-                    cd.empty()  # CoDel never saw the queue run dry
-                continue
-            cd = t.codel
-            if cd is not None and cd.should_shed(req.started, now, backlog=len(t.queue)):
-                # A standing queue: shed it (reported like any shed, reason
-                # OVERLOADED) and give its tenant the share back.
-                self._refund(req)
-                self._drop(req, Reason.OVERLOADED, evicted=False)
-                continue
-            dequeued(t, req.est)
-            w.busy += 1
-            w.work += req.upper
-            w.dispatched += 1
-            if lim is not None:
-                self._n_inflight += 1
-            req.worker = w.name
-            req.started = now
-            t.stats.dispatched += 1
-            return req
+        try:
+            req = self._next_native(w, now) if self._fq is not None else self._next_python(w, now)
+        except BaseException:
+            self._release_probe(w)  # a drop callback raised: this call carries nothing
+            raise
+        if req is None:
+            self._release_probe(w)  # the reserved probe found nothing to carry
+            return None
+        t = self._tenants[req.tenant]
+        if self._fq is None:
+            self._dequeued(t, req.est)
+        w.busy += 1
+        w.work += req.upper
+        w.dispatched += 1
+        if lim is not None:
+            self._n_inflight += 1
+        req.worker = w.name
+        req.started = now
+        t.stats.dispatched += 1
+        return req
+
+    @staticmethod
+    def _release_probe(w: _Worker) -> None:
+        if w.breaker is not None and w.breaker.state is not _CLOSED:
+            w.breaker.release_probe()
 
     def complete(self, req: Request, service_time: float, *, ok: bool = True, latency: float | None = None) -> None:
         """Feedback for a dispatched request: its measured ``service_time``
         (seconds; trains the estimate), whether it succeeded, and the latency
         its worker showed (for the breaker; default ``service_time``)."""
         w = self._by_name.get(req.worker)
-        if w is None or (self._fq is not None and not (0 <= req.handle < len(self._items)
-                                                       and self._items[req.handle] is req)):
+        if w is None:
             raise InvalidRequest(f"{req!r} is not in flight from this gateway")
+        if self._fq is not None:
+            # Checked, and accounted in C (which refuses a handle that is not
+            # running), before anything else changes.
+            h = req.handle
+            if not (0 <= h < len(self._items) and self._items[h] is req) or _fq_done(self._fq, h) < 0:
+                raise InvalidRequest(f"{req!r} is not in flight from this gateway")
+            req.handle = -1
+            self._items[h] = None
+        else:
+            self._completed(req.est)
         req.worker = None
         b = w.busy = w.busy - 1
         w.work = w.work - req.upper if b else 0.0  # an idle worker holds exactly nothing
         w.completed += 1
-        if self._fq is not None:
-            h = req.handle
-            req.handle = -1
-            self._items[h] = None
-            if _fq_done(self._fq, h) < 0:  # pragma: no cover - the check above stands guard
-                raise InvalidRequest(f"{req!r} was not running")
-        else:
-            self._completed(req.est)
         st = self._tenants[req.tenant].stats
         if ok:
             st.completed += 1
