@@ -331,8 +331,8 @@ def overhead(n: int = 100_000, tenants: int = 4, scheduler: str = "drr", repeats
                 completed(x.est)
         return loop
 
-    def gateway(batch: list[Request]):
-        gw = fresh_gateway()
+    def gateway(batch: list[Request], native: bool = False):
+        gw = fresh_gateway(native)
         submit, dispatch, complete = gw.submit, gw.dispatch, gw.complete
         for r in reqs(64 * tenants):
             submit(r)
@@ -368,16 +368,7 @@ def overhead(n: int = 100_000, tenants: int = 4, scheduler: str = "drr", repeats
         return loop
 
     def native_gateway(batch: list[Request]):
-        gw = fresh_gateway(native=True)
-        submit, dispatch, complete = gw.submit, gw.dispatch, gw.complete
-        for r in reqs(64 * tenants):
-            submit(r)
-
-        def loop() -> None:
-            for r in batch:
-                submit(r)
-                complete(dispatch(), 1e-6)
-        return loop
+        return gateway(batch, native=True)
 
     def empty(batch: list[Request]):
         def loop() -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 
 from dataplane._ffi import fast_ffi, fast_lib
+from dataplane.control.admission import AdmissionController
 from dataplane.control.errors import InvalidRequest, UnknownTenant, check_positive, check_weight
 from dataplane.control.queues import ShedPolicy, check_capacity, check_policy
 
@@ -144,16 +145,12 @@ class NativeDRR:
         return fast_lib.dp_fq_len(self.handle) > 0
 
     # -- the admission controller's side --------------------------------------
-    @property
-    def servers(self) -> float:
-        return self._servers
-
-    @servers.setter
-    def servers(self, n: float) -> None:
-        if not n > 0:
-            raise InvalidRequest(f"servers must be > 0, got {n!r}")
-        self._servers = float(n)
+    def _set_servers(self, n: float) -> None:
+        AdmissionController.servers.fset(self, n)  # the same validation
         fast_lib.dp_fq_set_servers(self.handle, self._servers)
+
+    servers = property(AdmissionController.servers.fget, _set_servers,
+                       doc="How many requests run at once (admission plans with it).")
 
     @property
     def queued(self) -> float:

@@ -216,6 +216,20 @@ static inline void credit_old_head(dp_fq *q)
     }
 }
 
+/* Serves f's head if f's deficit covers its cost: its handle, else NIL.
+ * The head of both of DRRScheduler's loops. */
+static int64_t serve(dp_fq *q, struct tenant *f)
+{
+    double c = q->it[f->head].cost;
+    if (!(c <= f->deficit))
+        return NIL;
+    f->deficit -= c;
+    int64_t h = pop_head(q, f);
+    if (!f->count)
+        q->active_weight -= f->weight;
+    return h;
+}
+
 /* DRRScheduler._dequeue_new */
 static int64_t dequeue_new(dp_fq *q)
 {
@@ -223,12 +237,9 @@ static int64_t dequeue_new(dp_fq *q)
         uint32_t id = dq_front(&q->new_);
         struct tenant *f = &q->t[id];
         if (f->count) {
-            double c = q->it[f->head].cost;
-            if (c <= f->deficit) {
-                f->deficit -= c;
-                int64_t h = pop_head(q, f);
+            int64_t h = serve(q, f);
+            if (h != NIL) {
                 if (!f->count) {
-                    q->active_weight -= f->weight;
                     dq_pop(&q->new_);
                     if (q->old.n)
                         dq_push(&q->old, id); /* parked until its turn */
@@ -267,12 +278,9 @@ static int64_t dequeue(dp_fq *q)
             credit_old_head(q);
             continue;
         }
-        double c = q->it[f->head].cost;
-        if (c <= f->deficit) {
-            f->deficit -= c;
-            int64_t h = pop_head(q, f);
-            if (!f->count) {
-                q->active_weight -= f->weight;
+        int64_t h = serve(q, f);
+        if (h != NIL) {
+            if (!f->count) { /* an emptied tenant leaves the round, banking nothing */
                 leave(f);
                 dq_pop(&q->old);
                 credit_old_head(q);
