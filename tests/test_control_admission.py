@@ -220,3 +220,17 @@ def test_every_rejection_pickles_and_copies_with_its_text():
             assert isinstance(twin, Rejected)
     assert str(made[0]) == "overloaded: predicted late (retry after 2 ms)"
     assert "predicted late" in repr(made[0]) and "lambda" not in repr(made[0])
+
+
+def test_a_rate_limit_refusal_names_the_rate_it_was_refused_at():
+    """The text is built lazily, from the rate at refusal time, not later."""
+    from dataplane.clock import VirtualClock
+    from dataplane.control import Gateway, Request
+
+    gw = Gateway(1, clock=VirtualClock())
+    gw.add_tenant("a", slo=1.0, rate=5.0, burst=1.0)
+    gw.submit(Request("a"))
+    with pytest.raises(Rejected) as e:
+        gw.submit(Request("a"))
+    gw.set_rate("a", 50.0)
+    assert e.value.reason is Reason.RATE_LIMITED and "rate of 5/s" in str(e.value)

@@ -112,3 +112,26 @@ def test_unknown_work_kind_is_refused():
         ExecutorPool(1, work="nap")
     with pytest.raises(ValueError, match="work must be one of"):
         WorkerPool(1, work="nap")
+
+
+def test_the_live_driver_freezes_only_for_its_run_and_completes_what_it_drains():
+    """run_live freezes the heap for the run and thaws only its own freeze;
+    requests still running when the drain time ends are completed at the
+    gateway, so it can serve another run with exact worker accounts."""
+    import gc
+
+    with ExecutorPool(1, work="wait") as pool:
+        gw = gateway(1)
+        sched = arrivals([Stream("a", 20, Service("const", 0.2))], 0.1, seed=3)
+        assert sched, "the schedule must send something"
+        assert gc.get_freeze_count() == 0
+        rec, facts = run_live(gw, sched, pool, drain=0.0)
+        assert gc.get_freeze_count() == 0
+        assert facts["unfinished"] >= 1  # the drain time ended with one running
+        assert gw.inflight == 0 and gw.admission.n == gw.pending
+        gc.freeze()  # the caller's own freeze stays
+        try:
+            run_live(gw, arrivals([Stream("a", 20, SVC)], 0.05, seed=4), pool)
+            assert gc.get_freeze_count() > 0
+        finally:
+            gc.unfreeze()

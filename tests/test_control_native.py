@@ -165,6 +165,18 @@ def test_bad_requests_get_the_same_errors_on_both_paths():
         assert gw.pending == 1 and gw.admission.n == 1
 
 
+def test_numbers_beyond_a_double_are_refused_before_anything_is_charged():
+    clock = VirtualClock()
+    gw = Gateway(1, clock=clock, native=True)
+    gw.add_tenant("a", slo=1.0, rate=10.0, burst=2.0)
+    tokens = gw._tenants["a"].bucket.tokens  # noqa: SLF001 - what a refused call must not spend
+    with pytest.raises(InvalidRequest, match="double"):
+        gw.submit(Request("a", deadline=10**400))
+    assert gw._tenants["a"].bucket.tokens == tokens and gw.pending == 0  # noqa: SLF001
+    gw.submit(Request("a", deadline=2**60))  # an int that fits is fine
+    assert gw.pending == 1
+
+
 def test_handles_are_recycled_and_bounded():
     """``max_pending`` handles: with all of them queued or running a request
     is refused (OVERLOADED), and completing requests frees them for good."""
