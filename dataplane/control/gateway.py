@@ -48,7 +48,7 @@ from dataplane.control.errors import (
     rejection,
 )
 from dataplane.control.estimator import ServiceEstimator
-from dataplane.control.native import NativeDRR
+from dataplane.control.native import AGAIN as _FQ_AGAIN, FULL as _FQ_FULL, REFUSED as _FQ_REFUSED, NativeDRR
 from dataplane.control.fifo import FIFOScheduler
 from dataplane.control.queues import ShedPolicy
 from dataplane.control.request import Request
@@ -56,7 +56,6 @@ from dataplane.control.wfq import WFQScheduler
 
 _INF = math.inf
 _fq_submit, _fq_next, _fq_done = _fast_lib.dp_fq_submit, _fast_lib.dp_fq_next, _fast_lib.dp_fq_done
-_FQ_REFUSED, _FQ_FULL, _FQ_AGAIN = _fast_lib.DP_FQ_REFUSED, _fast_lib.DP_FQ_FULL, _fast_lib.DP_FQ_AGAIN
 _CLOSED = BreakerState.CLOSED
 
 
@@ -237,6 +236,7 @@ class Gateway:
         if self._limiter is not None:
             self._update_servers()
         # Bound methods of the data path, looked up once.
+        self._next = self._next_python if self._fq is None else self._next_native
         if self._fq is None:
             self._try_admit = self.admission.try_admit
             self._dequeued = self.admission.dequeued
@@ -302,7 +302,8 @@ class Gateway:
     # -- data path -------------------------------------------------------------
     def submit(self, req: Request) -> None:
         """Queue ``req`` or raise :class:`Rejected` (or :class:`InvalidRequest`)."""
-        if self._fq is not None and req.handle != -1:
+        fq = self._fq
+        if fq is not None and req.handle != -1:
             raise InvalidRequest(f"{req!r} is already queued or running on a native gateway")
         t = self._tenants.get(req.tenant)
         if t is None:
@@ -330,7 +331,7 @@ class Gateway:
             ok = False
         if not ok:
             self._bad_deadline(d, now, st)
-        if self._fq is not None and not (type(c) is float and type(d) is float):
+        if fq is not None and not (type(c) is float and type(d) is float):
             _as_doubles(c, d)  # before anything is charged: the C path takes doubles
         if t.bucket is not None and not t.bucket.try_take(c, now):
             self._rate_limited(t, c, now)
@@ -341,7 +342,7 @@ class Gateway:
         e = self._est_get(req.tenant if klass is None else klass)
         est = req.est = e.mean
         upper = req.upper = e.upper
-        if self._fq is not None:
+        if fq is not None:
             self._submit_native(req, t, st, c, est, upper, d, now)
             return
         if self.admission_enabled:
@@ -393,14 +394,13 @@ class Gateway:
             req = items[g]
             items[g] = None
             req.handle = -1
-            self._tenants[req.tenant].stats.shed += 1
-            if self.on_drop is not None:
-                self.on_drop(req, Reason.DEADLINE)
-                if self._taken(w):
-                    return None
+            self._drop(req, Reason.DEADLINE, evicted=False)  # its accounts were kept in C
+            if self.on_drop is not None and self._taken(w):
+                return None
 
     def _next_python(self, w: _Worker, now: float) -> Request | None:
-        """dispatch()'s dequeue on the Python path, shedding on the way."""
+        """dispatch()'s dequeue on the Python path, shedding on the way;
+        the request returned is accounted as dispatched."""
         dequeue, tenants, shed = self._dequeue, self._tenants, self.shed_expired
         while True:
             req = dequeue()
@@ -422,6 +422,7 @@ class Gateway:
                 self._refund(req)
                 self._drop(req, Reason.OVERLOADED, evicted=False)
             else:
+                self._dequeued(t, req.est)
                 return req
             if self.on_drop is not None and self._taken(w):
                 return None
@@ -446,7 +447,7 @@ class Gateway:
         if w is None:
             return None
         try:
-            req = self._next_native(w, now) if self._fq is not None else self._next_python(w, now)
+            req = self._next(w, now)
         except BaseException:
             self._release_probe(w)  # a drop callback raised: this call carries nothing
             raise
@@ -454,8 +455,6 @@ class Gateway:
             self._release_probe(w)  # the reserved probe found nothing to carry
             return None
         t = self._tenants[req.tenant]
-        if self._fq is None:
-            self._dequeued(t, req.est)
         w.busy += 1
         w.work += req.upper
         w.dispatched += 1

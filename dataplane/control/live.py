@@ -25,7 +25,7 @@ import os
 import select
 import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from dataplane.control.errors import Rejected
@@ -80,7 +80,7 @@ def _job(work: str):
         raise ValueError(f"work must be one of {sorted(WORK)}, not {work!r}") from None
 
 
-def _pipe_worker(conn, job=_spin) -> None:
+def _pipe_worker(conn, job: Callable[[bytes], bytes]) -> None:
     """WorkerPool's process: run ``job`` on each request that comes down the pipe."""
     recv, send = conn.recv_bytes, conn.send_bytes
     try:
@@ -109,7 +109,6 @@ class ExecutorPool:
             raise ValueError("a pool needs at least one worker")
         job = _job(work)
         self.n = n
-        self.work = work
         self._slow = list(slow) if slow else [1.0] * n
         if spin_us is None:
             # Idle spinning workers spin a while before sleeping: on a shared
@@ -152,7 +151,6 @@ class WorkerPool:
             raise ValueError("a pool needs at least one worker")
         job = _job(work)
         self.n = n
-        self.work = work
         self._slow = list(slow) if slow else [1.0] * n
         ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
         self.conns = []

@@ -23,21 +23,27 @@ from dataplane.control.admission import AdmissionController
 from dataplane.control.errors import InvalidRequest, UnknownTenant, check_positive, check_weight
 from dataplane.control.queues import ShedPolicy, check_capacity, check_policy
 
-# fairq.h's return codes.
-EMPTY, REFUSED, FULL, EINVAL, NOMEM, AGAIN = (fast_lib.DP_FQ_EMPTY, fast_lib.DP_FQ_REFUSED, fast_lib.DP_FQ_FULL,
-                                             fast_lib.DP_FQ_EINVAL, fast_lib.DP_FQ_NOMEM, fast_lib.DP_FQ_AGAIN)
+# fairq.h's return codes that callers act on.
+EMPTY, REFUSED, FULL, AGAIN = fast_lib.DP_FQ_EMPTY, fast_lib.DP_FQ_REFUSED, fast_lib.DP_FQ_FULL, fast_lib.DP_FQ_AGAIN
+
+
+def _reject_new_only(policy: ShedPolicy | str) -> None:
+    if check_policy(policy) is not ShedPolicy.REJECT_NEW:
+        raise InvalidRequest(f"the native path sheds by reject-new only, not {policy!r}")
 
 
 class _QueueView:
-    """A tenant's queue as the gateway and callers see it: length and room."""
+    """A tenant as the gateway and callers see it: its number in C, its
+    weight, and its queue's length and room."""
 
-    __slots__ = ("_fq", "_t", "capacity", "policy")
+    __slots__ = ("_h", "index", "capacity", "weight")
+    policy = ShedPolicy.REJECT_NEW
 
-    def __init__(self, fq: NativeDRR, index: int, capacity: int) -> None:
-        self._fq, self._t, self.capacity, self.policy = fq, index, capacity, ShedPolicy.REJECT_NEW
+    def __init__(self, handle: object, index: int, capacity: int, weight: float) -> None:
+        self._h, self.index, self.capacity, self.weight = handle, index, capacity, weight
 
     def __len__(self) -> int:
-        return fast_lib.dp_fq_backlog(self._fq.handle, self._t)
+        return fast_lib.dp_fq_backlog(self._h, self.index)
 
     def __bool__(self) -> bool:
         return len(self) > 0
@@ -66,8 +72,7 @@ class NativeDRR:
         self.strict = bool(strict)
         self.default_weight = check_weight(default_weight)
         self.default_capacity = check_capacity(capacity)
-        if check_policy(policy) is not ShedPolicy.REJECT_NEW:
-            raise InvalidRequest(f"the native path sheds by reject-new only, not {policy!r}")
+        _reject_new_only(policy)
         for name, v in (("max_tenants", max_tenants), ("max_pending", max_pending)):
             if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 1 << 22:
                 raise InvalidRequest(f"{name} must be an int in 1..2**22, got {v!r}")
@@ -78,61 +83,56 @@ class NativeDRR:
         self.handle = fast_ffi.gc(h, fast_lib.dp_fq_destroy)
         self.max_tenants = max_tenants
         self.max_pending = max_pending
-        self._index: dict[Hashable, int] = {}
-        self._weights: list[float] = []
-        self._views: list[_QueueView] = []
+        self._views: dict[Hashable, _QueueView] = {}
         self._servers = 1.0
-        self.fair = True
 
     # -- the scheduler's side ------------------------------------------------
     def add_tenant(self, tenant: Hashable, weight: float = 1.0, *, capacity: int | None = None,
                    policy: ShedPolicy | str | None = None) -> None:
         """Register ``tenant`` with ``weight`` (> 0) and a reject-new queue of ``capacity``."""
         w = check_weight(weight)
-        if tenant in self._index:
+        if tenant in self._views:
             raise InvalidRequest(f"tenant {tenant!r} already added")
-        if policy is not None and check_policy(policy) is not ShedPolicy.REJECT_NEW:
-            raise InvalidRequest(f"the native path sheds by reject-new only, not {policy!r}")
+        if policy is not None:
+            _reject_new_only(policy)
         cap = self.default_capacity if capacity is None else check_capacity(capacity)
         if cap > 0xFFFFFFFF:
             raise InvalidRequest(f"queue capacity {cap} too large for the native path")
-        i = len(self._index)
-        if i >= self.max_tenants:
+        i = len(self._views)
+        if fast_lib.dp_fq_tenant(self.handle, i, w, cap) < 0:  # weight and capacity are checked: too many
             raise InvalidRequest(f"the native path was sized for {self.max_tenants} tenants")
-        if fast_lib.dp_fq_tenant(self.handle, i, w, cap) < 0:  # pragma: no cover - checked above
-            raise InvalidRequest(f"bad tenant {tenant!r}")
-        self._index[tenant] = i
-        self._weights.append(w)
-        self._views.append(_QueueView(self, i, cap))
+        self._views[tenant] = _QueueView(self.handle, i, cap, w)
 
-    def index(self, tenant: Hashable) -> int:
-        i = self._index.get(tenant)
-        if i is None:
+    def queue(self, tenant: Hashable) -> _QueueView:
+        """The tenant's record (its ``index`` in C, ``weight``, queue length
+        and room), added with the defaults unless ``strict``."""
+        v = self._views.get(tenant)
+        if v is None:
             if self.strict:
                 raise UnknownTenant(f"unknown tenant {tenant!r} (strict policy: add_tenant first)")
             self.add_tenant(tenant, self.default_weight)
-            i = self._index[tenant]
-        return i
+            v = self._views[tenant]
+        return v
+
+    def index(self, tenant: Hashable) -> int:
+        return self.queue(tenant).index
 
     def set_weight(self, tenant: Hashable, weight: float) -> None:
         """Change a weight at run time; it applies from the tenant's next turn."""
-        i = self.index(tenant)
+        v = self.queue(tenant)
         w = check_weight(weight)
-        fast_lib.dp_fq_tenant(self.handle, i, w, self._views[i].capacity)
-        self._weights[i] = w
+        fast_lib.dp_fq_tenant(self.handle, v.index, w, v.capacity)
+        v.weight = w
 
     def weight(self, tenant: Hashable) -> float:
-        return self._weights[self.index(tenant)]
+        return self.queue(tenant).weight
 
     @property
     def tenants(self) -> list:
-        return list(self._index)
+        return list(self._views)
 
     def backlog(self, tenant: Hashable) -> int:
-        return fast_lib.dp_fq_backlog(self.handle, self.index(tenant))
-
-    def queue(self, tenant: Hashable) -> _QueueView:
-        return self._views[self.index(tenant)]
+        return len(self.queue(tenant))
 
     @property
     def active_weight(self) -> float:
@@ -163,6 +163,9 @@ class NativeDRR:
     @property
     def n(self) -> int:
         return fast_lib.dp_fq_n(self.handle)
+
+    def dropped(self, acct: object, est: float) -> None:
+        """A queued request was shed: C has accounted for it already."""
 
     def work(self, tenant: Hashable) -> float:
         """The tenant's queued work as admission sees it (estimated seconds)."""

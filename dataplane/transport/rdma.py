@@ -70,7 +70,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, NoReturn
 
 import pyverbs.device as _pvd
 import pyverbs.enums as _e
@@ -499,8 +499,7 @@ class RdmaChannel:
         drained first, then PeerGone."""
         c = self._dpc
         if rc == _ESTATE or c is None:
-            self._check_open()
-            raise InvalidState("channel is not connected")
+            self._not_connected()
         if c.wc_status:
             self._mark_gone(f"an RDMA operation failed: {_status_name(c.wc_status)}")
         elif rc == _ESYS:
@@ -511,9 +510,18 @@ class RdmaChannel:
     def _live_dpc(self) -> Any:
         c = self._dpc
         if c is None:
-            self._check_open()
-            raise InvalidState("channel is not connected")
+            self._not_connected()
         return c
+
+    def _not_connected(self) -> NoReturn:
+        self._check_open()  # closed: says so
+        raise InvalidState("channel is not connected")
+
+    def _no_room(self, what: str) -> NoReturn:
+        """A call that may not wait found no room at the peer: ask for
+        credit (the peer may have read everything) and say WouldBlock."""
+        self._request_credit()
+        raise WouldBlock(f"{what}: no room at the peer")
 
     def _poll_once(self, deadline: float | None, what: str) -> None:
         """One poll of the CQ while waiting for completions; PeerGone or
@@ -534,7 +542,7 @@ class RdmaChannel:
         c = self._live_dpc()
         while True:
             rc = _rdma_push(c)
-            if rc == 0 and c.pushed == c.tx_head[0]:
+            if rc == 0:  # nothing left unposted
                 return
             if rc < 0 and rc != _EAGAIN:
                 self._fail(rc, "send")
@@ -546,8 +554,7 @@ class RdmaChannel:
         if _rdma_room(c):
             return
         if timeout == 0:
-            self._request_credit()
-            raise WouldBlock(f"{what}: no room at the peer")
+            self._no_room(what)
         self._blocking(self._room_within, timeout, what)
 
     def _room_within(self, t: float) -> None:
@@ -656,8 +663,7 @@ class RdmaChannel:
         if rc != _EAGAIN:
             self._fail(rc, "send")
         if timeout == 0:
-            self._request_credit()
-            raise WouldBlock("send: no room at the peer")
+            self._no_room("send")
         c = self._live_dpc()
         deadline = None if timeout is None else time.monotonic() + timeout
         ask = 0.0
@@ -691,8 +697,7 @@ class RdmaChannel:
             return op(0)
         except WouldBlock:
             if timeout == 0:
-                self._request_credit()
-                raise WouldBlock(f"{what}: no room at the peer") from None
+                self._no_room(what)
             return self._blocking(op, timeout, what)
 
     def _send_general(self, data: Any, timeout: float | None) -> None:
@@ -763,8 +768,7 @@ class RdmaChannel:
                 # path (it drains what arrived before PeerGone).
                 ring = self.rx_ring
                 if ring is None:
-                    self._check_open()
-                    raise InvalidState("channel is not connected")
+                    self._not_connected()
                 return self._rx(ring.recv, 0)
             if deadline is not None and time.monotonic() >= deadline:
                 raise Timeout(f"recv: no message within {timeout} s")
@@ -776,10 +780,7 @@ class RdmaChannel:
     def _rx(self, op: Callable[[float], Any], timeout: float | None) -> Any:
         """``op(0)``, a receive of the ring, once the CQ says a message is
         there, within ``timeout``; then credit if due."""
-        c = self._dpc
-        if c is None:
-            self._check_open()
-            raise InvalidState("channel is not connected")
+        c = self._live_dpc()
         check_timeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
@@ -833,13 +834,16 @@ class RdmaChannel:
                     log.debug("completion event: %s", e)
 
     def try_recv(self) -> bytes | None:
-        c = self._dpc
-        if c is None:
-            self._check_open()
-            raise InvalidState("channel is not connected")
-        rc = _rdma_poll(c)
-        if rc < 0:
+        c = self._live_dpc()
+        # Polls the CQ, the ring and credit in one C call, as recv does.
+        rc = _rdma_try_recv(c)
+        if rc >= 0:
+            return self._rxbuf[:rc]
+        if rc == _EAGAIN:
+            return None
+        if rc != _EMSGSIZE:
             self._note(rc)
+        # Too big for the stage, or the peer is gone: the ring's own path.
         ring = self.rx_ring
         data = self._rx_once(c, lambda t: ring.try_recv())
         if data is not None:

@@ -46,9 +46,9 @@ struct dp_fq {
 
 static int dq_init(struct tdeque *d, uint32_t cap)
 {
-    d->v = calloc(cap ? cap : 1, sizeof *d->v);
+    d->v = calloc(cap, sizeof *d->v);
     d->head = d->n = 0;
-    d->cap = cap ? cap : 1;
+    d->cap = cap;
     return d->v != NULL;
 }
 static inline uint32_t dq_front(const struct tdeque *d) { return d->v[d->head]; }
@@ -120,11 +120,18 @@ int dp_fq_set_servers(dp_fq *q, double servers)
     return 0;
 }
 
-/* AdmissionController.dropped */
-static void acct_dropped(dp_fq *q, struct tenant *f, double est)
+/* The account's work less est; sums of floats drift, so an emptied
+ * account reads exactly 0 (AdmissionController.dequeued/dropped). */
+static inline void take_work(struct tenant *f, double est)
 {
     double left = f->work - est;
     f->work = left > 1e-9 * est ? left : 0.0;
+}
+
+/* AdmissionController.dropped */
+static void acct_dropped(dp_fq *q, struct tenant *f, double est)
+{
+    take_work(f, est);
     q->queued -= est;
     if (!--q->n)
         q->queued = q->inflight = 0.0;
@@ -319,8 +326,7 @@ int64_t dp_fq_next(dp_fq *q, double now, double ahead, int shed, int64_t *gone)
         return DP_FQ_AGAIN;
     }
     /* AdmissionController.dequeued */
-    double left = f->work - it->est;
-    f->work = left > 1e-9 * it->est ? left : 0.0;
+    take_work(f, it->est);
     q->queued -= it->est;
     q->inflight += it->est;
     it->state = ITEM_RUNNING;

@@ -20,8 +20,8 @@
 static inline struct ibv_qp *qp_of(dp_rdma *c) { return (struct ibv_qp *)c->qp; }
 static inline struct ibv_cq *cq_of(dp_rdma *c) { return (struct ibv_cq *)c->cq; }
 
-/* A failed post: keep the first errno for the caller's message. */
-static int post_failed(dp_rdma *c, int rc)
+/* A failed verbs call (post or poll): keep the first errno for the caller's message. */
+static int verbs_failed(dp_rdma *c, int rc)
 {
     if (!c->err)
         c->err = rc;
@@ -42,7 +42,7 @@ static int post_recvs(dp_rdma *c)
             wr[i].next = i + 1 < n ? &wr[i + 1] : NULL;
         int rc = ibv_post_recv(qp_of(c), wr, &bad);
         if (rc)
-            return post_failed(c, rc);
+            return verbs_failed(c, rc);
         c->rq_posted += n;
     }
     return 0;
@@ -87,11 +87,8 @@ int dp_rdma_poll(dp_rdma *c)
      * must know that no message it acknowledged is still a completion. */
     do {
         got = ibv_poll_cq(cq_of(c), POLL_BATCH, wc);
-        if (got < 0) {
-            if (!c->err)
-                c->err = EIO;
-            return DP_ESYS;
-        }
+        if (got < 0)
+            return verbs_failed(c, EIO);
         for (int i = 0; i < got; i++) {
             if (wc[i].status != IBV_WC_SUCCESS) {
                 if (!c->wc_status)
@@ -125,11 +122,9 @@ static inline int sq_room(dp_rdma *c, uint64_t k)
 {
     if (c->wqe + k - c->done <= c->sq_depth)
         return 1;
-    int rc = dp_rdma_poll(c);
-    if (rc < 0 && rc != DP_EPEERGONE)
+    int rc = dp_rdma_poll(c); /* DP_EPEERGONE exactly when wc_status is set */
+    if (rc < 0)
         return rc;
-    if (c->wc_status)
-        return DP_EPEERGONE;
     return c->wqe + k - c->done <= c->sq_depth;
 }
 
@@ -149,7 +144,7 @@ static inline int post(dp_rdma *c, struct ibv_send_wr *wr, uint64_t k, int signa
     struct ibv_send_wr *bad = NULL;
     int rc = ibv_post_send(qp_of(c), wr, &bad);
     if (rc)
-        return post_failed(c, rc);
+        return verbs_failed(c, rc);
     c->wqe += k;
     return 0;
 }
@@ -216,19 +211,9 @@ int dp_rdma_push(dp_rdma *c)
     return 0;
 }
 
-/* The channel is usable, and a push that could not post before goes first. */
-static int push_pending(dp_rdma *c)
-{
-    if (!c->qp)
-        return DP_ESTATE;
-    if (c->wc_status)
-        return DP_EPEERGONE;
-    return c->pushed != *c->tx_head ? dp_rdma_push(c) : 0;
-}
-
 int dp_rdma_send(dp_rdma *c)
 {
-    int rc = push_pending(c);
+    int rc = dp_rdma_push(c); /* usable, and a push that could not post before goes first */
     if (rc < 0)
         return rc;
     if (!dp_rdma_room(c))
@@ -331,11 +316,9 @@ int dp_rdma_try_recv(dp_rdma *c) { return recv_within(c, 0); }
 
 int dp_rdma_flush(dp_rdma *c)
 {
-    int rc = push_pending(c);
+    int rc = dp_rdma_push(c); /* 0: nothing left unposted */
     if (rc < 0)
         return rc;
-    if (c->pushed != *c->tx_head)
-        return DP_EAGAIN;
     if (c->done >= c->wqe)
         return 0;
     if (c->last_sig == c->wqe)
@@ -352,7 +335,7 @@ int dp_rdma_arm(dp_rdma *c)
         return DP_ESTATE;
     int rc = ibv_req_notify_cq(cq_of(c), 0);
     if (rc)
-        return post_failed(c, rc);
+        return verbs_failed(c, rc);
     /* What completed before the arming raises no event, and another
      * thread's poll may have published a message already. */
     rc = dp_rdma_poll(c);
@@ -405,9 +388,7 @@ static int send_spin(dp_rdma *c)
             if (p < 0)
                 return p;
             rc = dp_rdma_push(c);
-            if (rc == 0 && c->pushed != *c->tx_head)
-                rc = 1;
-            else if (rc == DP_EAGAIN)
+            if (rc == DP_EAGAIN)
                 rc = 1;
         }
         if (rc != DP_EAGAIN)
